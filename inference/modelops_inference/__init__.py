@@ -1,0 +1,1 @@
+"""modelops inference component."""
