@@ -1,0 +1,123 @@
+"""A thin async face over the Kubernetes API: server-side apply, read, delete, status patch.
+
+The official client is synchronous; every call runs in a worker thread so the kopf event loop
+(and every other ModelDeployment's handlers) never blocks on the network.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from functools import cache
+from typing import Any
+
+import kubernetes
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import NotFoundError
+
+FIELD_MANAGER = "modelops-operator"
+GROUP, VERSION, PLURAL = "modelops.io", "v1alpha1", "modeldeployments"
+
+
+@cache
+def _api_client() -> kubernetes.client.ApiClient:
+    try:
+        kubernetes.config.load_incluster_config()
+    except kubernetes.config.ConfigException:
+        kubernetes.config.load_kube_config()
+    return kubernetes.client.ApiClient()
+
+
+@cache
+def _dynamic() -> DynamicClient:
+    return DynamicClient(_api_client())
+
+
+def _resource(api_version: str, kind: str):
+    return _dynamic().resources.get(api_version=api_version, kind=kind)
+
+
+async def apply(obj: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply as the operator's field manager, taking over conflicting fields."""
+
+    def call():
+        res = _resource(obj["apiVersion"], obj["kind"])
+        return _dynamic().server_side_apply(
+            res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
+        ).to_dict()
+
+    return await asyncio.to_thread(call)
+
+
+async def get(api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    def call():
+        try:
+            return _resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
+        except NotFoundError:
+            return None
+
+    return await asyncio.to_thread(call)
+
+
+async def list_objects(api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict]:
+    def call():
+        items = _resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
+        return [item.to_dict() for item in items.items]
+
+    return await asyncio.to_thread(call)
+
+
+async def delete(api_version: str, kind: str, name: str, namespace: str) -> bool:
+    def call():
+        try:
+            _resource(api_version, kind).delete(name=name, namespace=namespace)
+            return True
+        except NotFoundError:
+            return False
+
+    return await asyncio.to_thread(call)
+
+
+async def merge_patch(api_version: str, kind: str, name: str, namespace: str, body: dict) -> None:
+    def call():
+        _resource(api_version, kind).patch(
+            name=name, namespace=namespace, body=body, content_type="application/merge-patch+json"
+        )
+
+    await asyncio.to_thread(call)
+
+
+async def patch_status(name: str, namespace: str, status: dict[str, Any]) -> None:
+    """Write status now, not at the handler's end, so long steps show their phase while they run."""
+
+    def call():
+        kubernetes.client.CustomObjectsApi(_api_client()).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": status}
+        )
+
+    try:
+        await asyncio.to_thread(call)
+    except ApiException as exc:
+        if exc.status != 404:  # deleted meanwhile: nothing to report to
+            raise
+
+
+async def patch_annotations(name: str, namespace: str, annotations: dict[str, str]) -> None:
+    def call():
+        kubernetes.client.CustomObjectsApi(_api_client()).patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name, {"metadata": {"annotations": annotations}}
+        )
+
+    await asyncio.to_thread(call)
+
+
+async def list_model_deployments(namespace: str | None = None) -> list[dict[str, Any]]:
+    """All ModelDeployments the operator may see: cluster-wide, or one namespace in namespaced mode."""
+
+    def call():
+        api = kubernetes.client.CustomObjectsApi(_api_client())
+        if namespace:
+            return api.list_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL)["items"]
+        return api.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+
+    return await asyncio.to_thread(call)

@@ -1,0 +1,241 @@
+"""Pure builders for the objects a ModelDeployment owns.
+
+Every child is named after the ModelDeployment and built from (spec, target) alone, so applying the
+same inputs twice is a no-op and a rollback is just building with the last good target.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .spec import ModelDeploymentSpec
+from .target import ServingTarget
+
+HTTP_PORT = 8080
+SERVICE_PORT = 80
+RUN_AS_USER = 10001
+MODEL_VERSION_ANNOTATION = "modelops.io/model-version"
+
+
+def labels(name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "modelops-serve",
+        "app.kubernetes.io/instance": name,
+        "app.kubernetes.io/managed-by": "modelops-operator",
+    }
+
+
+def selector(name: str) -> dict[str, str]:
+    return {"app.kubernetes.io/name": "modelops-serve", "app.kubernetes.io/instance": name}
+
+
+def selector_string(name: str) -> str:
+    return ",".join(f"{k}={v}" for k, v in selector(name).items())
+
+
+def _meta(name: str, namespace: str) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": labels(name)}
+
+
+def server_env(name: str, spec: ModelDeploymentSpec, target: ServingTarget) -> list[dict[str, Any]]:
+    batching = spec.serving.batching
+    env = {
+        "MODELOPS_MODEL_URI": target.model_uri,
+        "MODELOPS_MODEL_NAME": name,
+        "MODELOPS_MODEL_VERSION": target.model_version,
+        "MODELOPS_MODEL_SHA256": target.sha256,
+        "MODELOPS_MODEL_DIR": "/tmp/model",
+        "MODELOPS_PORT": str(HTTP_PORT),
+        "MODELOPS_ORT_THREADS": str(spec.serving.threads),
+        "MODELOPS_BATCHING": "true" if batching.enabled else "false",
+        "MODELOPS_MAX_BATCH_SIZE": str(batching.max_batch_size),
+        "MODELOPS_MAX_BATCH_DELAY_MS": str(batching.max_delay_ms),
+    }
+    if target.tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = target.tracking_uri
+    return [{"name": k, "value": v} for k, v in env.items()] + list(spec.serving.env)
+
+
+def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": 2,
+        "failureThreshold": failures,
+    }
+
+
+def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: ServingTarget) -> dict[str, Any]:
+    """The inference Deployment, without spec.replicas: replicas are set apart (see rollout.scale)
+    so that applying a template never resets an HPA's or a user's scaling."""
+    container = {
+        "name": "server",
+        "image": target.image,
+        "imagePullPolicy": spec.serving.image_pull_policy,
+        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "env": server_env(name, spec, target),
+        # Ready only once the model is loaded, verified and answered a warm-up inference.
+        "readinessProbe": _probe("/v2/health/ready", period=2, failures=2),
+        "livenessProbe": {**_probe("/v2/health/live", period=10, failures=3), "initialDelaySeconds": 10},
+        "resources": spec.serving.resources or {"requests": {"cpu": "100m", "memory": "256Mi"}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, namespace),
+        "spec": {
+            "selector": {"matchLabels": selector(name)},
+            "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+            "revisionHistoryLimit": 5,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {
+                    "maxSurge": spec.rollout.max_surge,
+                    "maxUnavailable": spec.rollout.max_unavailable,
+                },
+            },
+            "template": {
+                "metadata": {
+                    "labels": labels(name),
+                    "annotations": {
+                        MODEL_VERSION_ANNOTATION: target.model_version,
+                        "modelops.io/model-sha256": target.sha256,
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": str(HTTP_PORT),
+                        "prometheus.io/path": "/metrics",
+                    },
+                },
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "enableServiceLinks": False,
+                    "terminationGracePeriodSeconds": 30,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": RUN_AS_USER,
+                        "runAsGroup": RUN_AS_USER,
+                        "fsGroup": RUN_AS_USER,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [container],
+                    "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+                },
+            },
+        },
+    }
+
+
+def service(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(name, namespace),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(name),
+            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
+        },
+    }
+
+
+def hpa(name: str, namespace: str, spec: ModelDeploymentSpec) -> dict[str, Any] | None:
+    if not spec.autoscaling:
+        return None
+    scaling = spec.autoscaling
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(name, namespace),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "target": {
+                            "type": "Utilization",
+                            "averageUtilization": scaling.target_cpu_utilization_percentage,
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def ingress(name: str, namespace: str, spec: ModelDeploymentSpec) -> dict[str, Any] | None:
+    if not spec.ingress:
+        return None
+    rule: dict[str, Any] = {
+        "http": {
+            "paths": [
+                {
+                    "path": spec.ingress.path,
+                    "pathType": "Prefix",
+                    "backend": {"service": {"name": name, "port": {"name": "http"}}},
+                }
+            ]
+        }
+    }
+    if spec.ingress.host:
+        rule["host"] = spec.ingress.host
+    body: dict[str, Any] = {"rules": [rule]}
+    if spec.ingress.class_name:
+        body["ingressClassName"] = spec.ingress.class_name
+    if spec.ingress.tls and spec.ingress.tls.secret_name:
+        body["tls"] = [{"hosts": [spec.ingress.host] if spec.ingress.host else [],
+                        "secretName": spec.ingress.tls.secret_name}]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": _meta(name, namespace),
+            "spec": body}
+
+
+def pdb(name: str, namespace: str, spec: ModelDeploymentSpec) -> dict[str, Any] | None:
+    """Only with more than one replica: a PDB on a single pod would block node drains forever."""
+    if spec.desired_replicas <= 1:
+        return None
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name, namespace),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(name)}},
+    }
+
+
+def children(name: str, namespace: str, spec: ModelDeploymentSpec, target: ServingTarget) -> list[dict]:
+    """Everything to apply for this spec and target, in apply order."""
+    built = [
+        deployment(name, namespace, spec, target),
+        service(name, namespace),
+        hpa(name, namespace, spec),
+        pdb(name, namespace, spec),
+        ingress(name, namespace, spec),
+    ]
+    return [obj for obj in built if obj is not None]
+
+
+def absent_kinds(spec: ModelDeploymentSpec) -> list[str]:
+    """Optional children the spec no longer asks for, to delete if they exist."""
+    gone = []
+    if not spec.autoscaling:
+        gone.append("HorizontalPodAutoscaler")
+    if spec.desired_replicas <= 1:
+        gone.append("PodDisruptionBudget")
+    if not spec.ingress:
+        gone.append("Ingress")
+    return gone
+
+
+def endpoint_url(name: str, namespace: str, spec: ModelDeploymentSpec) -> str:
+    if spec.ingress:
+        scheme = "https" if spec.ingress.tls and spec.ingress.tls.secret_name else "http"
+        host = spec.ingress.host or "<ingress-address>"
+        return f"{scheme}://{host}{spec.ingress.path.rstrip('/')}/v2/models/{name}"
+    return f"http://{name}.{namespace}.svc:{SERVICE_PORT}/v2/models/{name}"

@@ -1,0 +1,46 @@
+"""The operator's Prometheus metrics (served at /metrics by api.py)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+PHASES = ("Pending", "Exporting", "RollingOut", "Verifying", "Ready", "RolledBack", "Failed")
+_STEP_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
+
+RECONCILES = Counter("modelops_operator_reconciles_total", "Reconciliations of ModelDeployments.", ["result"])
+RECONCILE_SECONDS = Histogram(
+    "modelops_operator_reconcile_duration_seconds", "Time of one reconciliation.", buckets=_STEP_BUCKETS
+)
+EXPORTS = Counter("modelops_operator_exports_total", "ONNX exports by result.", ["result"])
+EXPORT_SECONDS = Histogram("modelops_operator_export_duration_seconds", "ONNX export time.", buckets=_STEP_BUCKETS)
+ROLLOUTS = Counter("modelops_operator_rollouts_total", "Rollouts by result.", ["result"])
+ROLLOUT_SECONDS = Histogram(
+    "modelops_operator_rollout_duration_seconds", "Time from apply to Available.", buckets=_STEP_BUCKETS
+)
+SMOKE_CHECKS = Counter("modelops_operator_smoke_checks_total", "Smoke check runs by result.", ["result"])
+ROLLBACKS = Counter("modelops_operator_rollbacks_total", "Rollbacks by reason.", ["reason"])
+PHASE = Gauge(
+    "modelops_operator_modeldeployment_phase",
+    "1 for the phase each ModelDeployment is in, 0 for the others.",
+    ["namespace", "name", "phase"],
+)
+WEBHOOKS = Counter("modelops_operator_webhooks_total", "MLflow webhook deliveries by result.", ["result"])
+
+for _result in ("success", "failure"):
+    for _counter in (RECONCILES, EXPORTS, ROLLOUTS, SMOKE_CHECKS):
+        _counter.labels(_result)
+for _reason in ("ExportFailed", "RolloutFailed", "SmokeCheckFailed"):
+    ROLLBACKS.labels(_reason)
+
+
+def set_phase(namespace: str, name: str, phase: str) -> None:
+    for p in PHASES:
+        PHASE.labels(namespace, name, p).set(1 if p == phase else 0)
+
+
+def forget(namespace: str, name: str) -> None:
+    for p in PHASES:
+        try:
+            PHASE.remove(namespace, name, p)
+        except KeyError:
+            pass

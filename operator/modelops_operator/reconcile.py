@@ -1,0 +1,237 @@
+"""The ModelDeployment state machine.
+
+    Pending -> Exporting -> RollingOut -> Verifying -> Ready
+                   |            |            |
+                   +------------+------------+--> RolledBack (last good version serving again)
+                                                  Failed     (nothing good to return to)
+
+Every step is idempotent (exports are reused, children are server-side applied, deadlines live in
+status), so a restarted operator re-enters the same attempt and converges. An attempt is one
+(generation, model version) pair; a settled attempt is never retried: a new spec or a moved alias
+makes a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import kopf
+
+from . import kube, metrics
+from .config import OperatorConfig
+from .manifests import absent_kinds, children, endpoint_url, selector_string
+from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_version
+from .rollout import failing_pods_evidence, wait_available
+from .smoke import cases_from_export, cases_from_spec, run_smoke
+from .spec import ModelDeploymentSpec
+from .status import StatusWriter
+from .target import ServingTarget
+
+SETTLED = {"Ready", "RolledBack", "Failed"}
+_KINDS = {
+    "HorizontalPodAutoscaler": "autoscaling/v2",
+    "PodDisruptionBudget": "policy/v1",
+    "Ingress": "networking.k8s.io/v1",
+}
+
+
+async def reconcile(
+    body: kopf.Body, spec: dict, status: dict, logger: logging.Logger, config: OperatorConfig
+) -> None:
+    started = time.monotonic()
+    try:
+        await _reconcile(body, spec, status, logger, config)
+        metrics.RECONCILES.labels("success").inc()
+    except Exception:
+        metrics.RECONCILES.labels("failure").inc()
+        raise
+    finally:
+        metrics.RECONCILE_SECONDS.observe(time.monotonic() - started)
+
+
+async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None:
+    md = ModelDeploymentSpec.model_validate(dict(spec))
+    w = StatusWriter(body, dict(status or {}), logger)
+    tracking_uri = md.model.tracking_uri or config.tracking_uri
+
+    try:
+        version = await resolve_version(md.model, tracking_uri)
+    except RegistryUnavailable as exc:
+        raise kopf.TemporaryError(f"{exc}; retrying", delay=15) from exc
+    except ModelVersionNotFound as exc:
+        if _settled(w, f"g{w.generation}-missing"):
+            return
+        await w.update(attempt={"key": f"g{w.generation}-missing"})
+        await _give_up(w, "VersionNotFound", str(exc))
+        return
+
+    key = f"g{w.generation}-v{version}"
+    if _settled(w, key):
+        return
+    attempt = w.status.get("attempt") or {}
+    if attempt.get("key") != key:
+        attempt = {"key": key, "startedAt": time.time()}
+        await w.update(attempt=attempt, targetModelVersion=version, selector=selector_string(w.name))
+        if not w.status.get("phase"):
+            await w.phase("Pending", "Resolved", f"{md.model.reference} resolved to version {version}")
+
+    record = await _export(w, md, version, tracking_uri)
+    if record is None:
+        return
+    target = ServingTarget(
+        model_version=version,
+        model_uri=record["onnx_uri"],
+        sha256=record["sha256"],
+        image=md.serving.image or config.serving_image,
+        tracking_uri=config.mlflow_proxy_uri or tracking_uri,
+    )
+    if not await _roll_out(w, md, target, attempt):
+        return
+    if not await _verify(w, md, record):
+        return
+    await w.conditions(
+        ("SmokeTestPassed", True, "SmokeChecksPassed", "smoke checks passed"),
+        ("RolledBack", False, "Healthy", f"version {version} is serving"),
+        ("Degraded", False, "Healthy", f"version {version} is serving"),
+    )
+    await w.phase(
+        "Ready", "Ready", f"version {version} is serving at {endpoint_url(w.name, w.namespace, md)}",
+        modelVersion=version, lastGoodModelVersion=version, lastGood=target.to_status(),
+        url=endpoint_url(w.name, w.namespace, md),
+    )
+
+
+def _settled(w: StatusWriter, key: str) -> bool:
+    return (w.status.get("attempt") or {}).get("key") == key and w.status.get("phase") in SETTLED
+
+
+async def _export(w: StatusWriter, md: ModelDeploymentSpec, version: str, tracking_uri) -> dict | None:
+    """Export (or reuse) the ONNX artifact behind the parity gate; None when it failed."""
+    from modelops_training.errors import ExportError  # torch is heavy: import on first use
+
+    await w.phase("Exporting", "Exporting", f"exporting models:/{md.model.name}/{version} to ONNX")
+    started = time.monotonic()
+    try:
+        record = await asyncio.to_thread(_export_sync, md, version, tracking_uri)
+    except ExportError as exc:
+        metrics.EXPORTS.labels("failure").inc()
+        await w.conditions(("Exported", False, "ExportFailed", str(exc)))
+        await _give_up(w, "ExportFailed", f"version {version} was not shipped: {exc}")
+        return None
+    metrics.EXPORTS.labels("success").inc()
+    metrics.EXPORT_SECONDS.observe(time.monotonic() - started)
+    parity = record.get("parity") or {}
+    await w.update(export={"uri": record["onnx_uri"], "sha256": record["sha256"], "parity": parity})
+    await w.conditions(("Exported", True, "ParityVerified",
+                        f"version {version} exported to {record['onnx_uri']} (parity within tolerance)"))
+    return record
+
+
+def _export_sync(md: ModelDeploymentSpec, version: str, tracking_uri: str | None) -> dict[str, Any]:
+    from modelops_training.export import export_model
+
+    record = export_model(
+        f"models:/{md.model.name}/{version}",
+        tracking_uri=tracking_uri,
+        opset=md.export.opset,
+        quantize=md.export.quantize,
+        tolerance=md.export.tolerance,
+    )
+    return record.to_dict()
+
+
+async def apply_children(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget) -> None:
+    """Server-side apply every child (owned by the ModelDeployment), then replicas, then prune."""
+    existed = await kube.get("apps/v1", "Deployment", w.name, w.namespace) is not None
+    for obj in children(w.name, w.namespace, md, target):
+        kopf.adopt(obj, owner=w.body)
+        await kube.apply(obj)
+    await _scale(w, md, fresh=not existed)
+    for kind in absent_kinds(md):
+        await kube.delete(_KINDS[kind], kind, w.name, w.namespace)
+
+
+async def _scale(w: StatusWriter, md: ModelDeploymentSpec, fresh: bool) -> None:
+    """Set replicas only when the spec's count changed (or the Deployment is new): with an HPA the
+    HPA owns the count, and a user's `kubectl scale` is not undone on every reconcile."""
+    if md.autoscaling:
+        await w.update(appliedReplicas=None)
+        return
+    want = md.desired_replicas
+    if fresh or w.status.get("appliedReplicas") != want:
+        await kube.merge_patch("apps/v1", "Deployment", w.name, w.namespace, {"spec": {"replicas": want}})
+        await w.update(appliedReplicas=want)
+
+
+async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget, attempt: dict) -> bool:
+    await w.phase("RollingOut", "RollingOut", f"rolling out version {target.model_version}")
+    if "rolloutDeadline" not in attempt:
+        attempt = {**attempt, "rolloutDeadline": time.time() + md.rollout.progress_deadline_seconds}
+        await w.update(attempt=attempt)
+    started = time.monotonic()
+    await apply_children(w, md, target)
+    state = await wait_available(w.name, w.namespace, attempt["rolloutDeadline"])
+    if state.failed:
+        metrics.ROLLOUTS.labels("failure").inc()
+        evidence = await failing_pods_evidence(w.name, w.namespace, target.model_version)
+        await w.conditions(("Available", False, "RolloutFailed", f"{state.message}\n{evidence}"))
+        await roll_back(w, md, "RolloutFailed", f"version {target.model_version}: {state.message}\n{evidence}")
+        return False
+    metrics.ROLLOUTS.labels("success").inc()
+    metrics.ROLLOUT_SECONDS.observe(time.monotonic() - started)
+    await w.conditions(("Available", True, "RolloutComplete", state.message))
+    return True
+
+
+async def _verify(w: StatusWriter, md: ModelDeploymentSpec, record: dict) -> bool:
+    await w.phase("Verifying", "Verifying", "sending smoke checks through the Service")
+    svc = await kube.get("v1", "Service", w.name, w.namespace)
+    base_url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
+    cases = cases_from_spec(md.smoke) or cases_from_export(record)
+    result = await run_smoke(base_url, w.name, cases, md.smoke)
+    if result.ok(md.smoke.min_success_rate):
+        metrics.SMOKE_CHECKS.labels("success").inc()
+        return True
+    metrics.SMOKE_CHECKS.labels("failure").inc()
+    evidence = result.summary() + "".join(f"\n{f}" for f in result.failures[1:3])
+    await w.conditions(("SmokeTestPassed", False, "SmokeChecksFailed", evidence))
+    await roll_back(w, md, "SmokeCheckFailed", f"version {w.status.get('targetModelVersion')}: {evidence}")
+    return False
+
+
+async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evidence: str) -> None:
+    """Restore the last good pod template and wait for it; with none, stop the failed version."""
+    metrics.ROLLBACKS.labels(reason).inc()
+    last_good = ServingTarget.from_status(w.status.get("lastGood"))
+    if last_good is None:
+        await kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", w.name, w.namespace)
+        await kube.merge_patch("apps/v1", "Deployment", w.name, w.namespace, {"spec": {"replicas": 0}})
+        await w.update(appliedReplicas=0)
+        await _give_up(w, reason, f"{evidence}\nno earlier good version: scaled to zero")
+        return
+    kopf.event(w.body, type="Warning", reason="RollingBack",
+               message=f"{reason}: restoring version {last_good.model_version}")
+    await apply_children(w, md, last_good)
+    state = await wait_available(w.name, w.namespace, time.time() + md.rollout.progress_deadline_seconds)
+    await w.conditions(
+        ("RolledBack", True, reason, evidence),
+        ("Degraded", not state.done, reason if not state.done else "LastGoodServing",
+         f"restored version {last_good.model_version}: {state.message}"),
+    )
+    await w.phase("RolledBack", reason, f"{evidence}\nrestored version {last_good.model_version}",
+                  warning=True, modelVersion=last_good.model_version)
+
+
+async def _give_up(w: StatusWriter, reason: str, message: str) -> None:
+    """End an attempt that shipped nothing new: RolledBack when a good version still serves."""
+    if w.status.get("lastGood"):
+        serving = w.status.get("lastGoodModelVersion")
+        await w.conditions(("RolledBack", True, reason, message),
+                           ("Degraded", False, "LastGoodServing", f"version {serving} keeps serving"))
+        await w.phase("RolledBack", reason, f"{message}\nversion {serving} keeps serving", warning=True)
+    else:
+        await w.conditions(("Degraded", True, reason, message))
+        await w.phase("Failed", reason, message, warning=True)

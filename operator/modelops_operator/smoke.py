@@ -1,0 +1,123 @@
+"""Post-deploy smoke checks: real inference requests through the Service, compared with what the
+exported model itself answered on the same inputs, so a rollout never depends on outside traffic."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+
+from .spec import SmokeSpec
+
+
+@dataclass(frozen=True)
+class SmokeCase:
+    request: dict[str, Any]
+    expected: dict[str, list] | None  # output name -> flat expected values
+
+
+@dataclass
+class SmokeResult:
+    total: int
+    passed: int
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def success_rate(self) -> float:
+        return self.passed / self.total if self.total else 0.0
+
+    def ok(self, min_success_rate: float) -> bool:
+        return self.total > 0 and self.success_rate >= min_success_rate
+
+    def summary(self) -> str:
+        head = f"{self.passed}/{self.total} smoke requests passed"
+        return head if not self.failures else head + "; first failure: " + self.failures[0]
+
+
+def _flat(values: Any) -> list:
+    return np.asarray(values, dtype=np.float64).ravel().tolist()
+
+
+def cases_from_export(record: dict[str, Any]) -> list[SmokeCase]:
+    """One v2 request per row of the model's logged input example, expecting the ONNX outputs."""
+    example = np.asarray(record["input_example"], dtype=np.float32)
+    first_input = record["inputs"][0]
+    outputs = record["example_outputs"]
+    if not isinstance(outputs, dict):  # a bare array means the single output
+        outputs = {record["outputs"][0]["name"]: outputs}
+    expected = {name: np.asarray(vals, dtype=np.float64) for name, vals in outputs.items()}
+    cases = []
+    for row in range(example.shape[0]):
+        sample = example[row : row + 1]
+        cases.append(
+            SmokeCase(
+                request={
+                    "id": f"smoke-{row}",
+                    "inputs": [{
+                        "name": first_input["name"],
+                        "datatype": first_input.get("datatype", "FP32"),
+                        "shape": list(sample.shape),
+                        "data": sample.ravel().tolist(),
+                    }],
+                },
+                expected={name: vals[row : row + 1].ravel().tolist() for name, vals in expected.items()},
+            )
+        )
+    return cases
+
+
+def cases_from_spec(smoke: SmokeSpec) -> list[SmokeCase]:
+    cases = []
+    for i, request in enumerate(smoke.requests):
+        expected = None
+        if i < len(smoke.expected_outputs):
+            expected = {o["name"]: _flat(o["data"]) for o in smoke.expected_outputs[i].get("outputs", [])}
+        cases.append(SmokeCase(request=request, expected=expected))
+    return cases
+
+
+def check_response(case: SmokeCase, status_code: int, body: Any, tolerance: float) -> str | None:
+    """None when the answer is right, else what was wrong (the evidence a rollback reports)."""
+    if status_code != 200:
+        return f"HTTP {status_code}: {str(body)[:300]}"
+    outputs = {o.get("name"): o.get("data") for o in (body or {}).get("outputs", [])}
+    if not outputs:
+        return f"no outputs in response: {str(body)[:300]}"
+    for name, data in outputs.items():
+        values = _flat(data)
+        if any(not math.isfinite(v) for v in values):
+            return f"output {name!r} is not finite: {values[:8]}"
+    for name, want in (case.expected or {}).items():
+        if name not in outputs:
+            return f"output {name!r} missing; got {sorted(outputs)}"
+        got = _flat(outputs[name])
+        if len(got) != len(want):
+            return f"output {name!r} has {len(got)} values, expected {len(want)}"
+        diff = max((abs(a - b) for a, b in zip(got, want, strict=True)), default=0.0)
+        if diff > tolerance:
+            return f"output {name!r} differs by {diff:.3g} > tolerance {tolerance:g}: got {got[:6]}, want {want[:6]}"
+    return None
+
+
+async def run_smoke(base_url: str, model_name: str, cases: list[SmokeCase], smoke: SmokeSpec) -> SmokeResult:
+    result = SmokeResult(total=len(cases), passed=0)
+    url = f"{base_url}/v2/models/{model_name}/infer"
+    async with httpx.AsyncClient(timeout=smoke.timeout_seconds) as client:
+        for i, case in enumerate(cases):
+            try:
+                resp = await client.post(url, json=case.request)
+                try:
+                    body = resp.json()
+                except ValueError:
+                    body = resp.text
+                problem = check_response(case, resp.status_code, body, smoke.tolerance)
+            except httpx.HTTPError as exc:
+                problem = f"request failed: {type(exc).__name__}: {exc}"
+            if problem is None:
+                result.passed += 1
+            else:
+                result.failures.append(f"request {i} ({case.request.get('id', i)}): {problem}")
+    return result

@@ -1,0 +1,98 @@
+"""The ModelDeployment spec as typed data.
+
+The API server already applies the CRD's defaults and validation; these models repeat the defaults so
+that pure functions (manifest builders, tests) can work from a partial spec too.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
+
+
+class ModelRef(_Camel):
+    name: str
+    version: str | None = None
+    alias: str | None = None
+    tracking_uri: str | None = None
+
+    @property
+    def reference(self) -> str:
+        """The MLflow URI the user asked for (alias form when tracking an alias)."""
+        return f"models:/{self.name}@{self.alias}" if self.alias else f"models:/{self.name}/{self.version}"
+
+
+class ExportSpec(_Camel):
+    opset: int = 18
+    quantize: Literal["none", "dynamic-int8"] = "none"
+    tolerance: float = 1e-4
+
+
+class Batching(_Camel):
+    enabled: bool = True
+    max_batch_size: int = 32
+    max_delay_ms: float = 2
+
+
+class ServingSpec(_Camel):
+    image: str | None = None
+    image_pull_policy: str = "IfNotPresent"
+    resources: dict[str, Any] = Field(default_factory=dict)
+    env: list[dict[str, Any]] = Field(default_factory=list)
+    threads: int = 1
+    batching: Batching = Field(default_factory=Batching)
+
+
+class Autoscaling(_Camel):
+    min_replicas: int = 1
+    max_replicas: int
+    target_cpu_utilization_percentage: int = Field(70, alias="targetCPUUtilizationPercentage")
+
+
+class RolloutSpec(_Camel):
+    max_surge: int | str = 1
+    max_unavailable: int | str = 0
+    progress_deadline_seconds: int = 120
+
+
+class SmokeSpec(_Camel):
+    requests: list[dict[str, Any]] = Field(default_factory=list)
+    expected_outputs: list[dict[str, Any]] = Field(default_factory=list)
+    tolerance: float = 1e-3
+    timeout_seconds: int = 10
+    min_success_rate: float = 1.0
+
+
+class IngressTLS(_Camel):
+    secret_name: str | None = None
+
+
+class IngressSpec(_Camel):
+    host: str | None = None
+    path: str = "/"
+    class_name: str | None = None
+    tls: IngressTLS | None = None
+
+
+class ModelDeploymentSpec(_Camel):
+    model: ModelRef
+    export: ExportSpec = Field(default_factory=ExportSpec)
+    serving: ServingSpec = Field(default_factory=ServingSpec)
+    replicas: int | None = None
+    autoscaling: Autoscaling | None = None
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
+    smoke: SmokeSpec = Field(default_factory=SmokeSpec)
+    ingress: IngressSpec | None = None
+
+    @property
+    def desired_replicas(self) -> int:
+        """Replicas the operator sets itself; with autoscaling the HPA owns the count."""
+        if self.autoscaling:
+            return self.autoscaling.min_replicas
+        return 1 if self.replicas is None else self.replicas

@@ -1,0 +1,59 @@
+"""The CRD file is the API's source of truth: the operator's defaults must agree with it."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+
+from modelops_operator.spec import ModelDeploymentSpec
+
+CRD = Path(__file__).parents[2] / "crds" / "modelops.io_modeldeployments.yaml"
+
+
+def schema():
+    crd = yaml.safe_load(CRD.read_text())
+    (version,) = crd["spec"]["versions"]
+    return crd, version["schema"]["openAPIV3Schema"]
+
+
+def pairs(model: type[BaseModel], props: dict, path: str):
+    """(path, pydantic default, schema default) for every field both describe."""
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        prop = props.get(key)
+        if prop is None:
+            continue
+        annotation = field.annotation
+        nested = next((a for a in getattr(annotation, "__args__", (annotation,))
+                       if isinstance(a, type) and issubclass(a, BaseModel)), None)
+        if nested and "properties" in prop:
+            yield from pairs(nested, prop["properties"], f"{path}.{key}")
+        elif "default" in prop and not field.is_required():
+            yield f"{path}.{key}", field.get_default(call_default_factory=True), prop["default"]
+
+
+def test_every_spec_field_the_operator_reads_exists_in_the_schema():
+    _, root = schema()
+    props = root["properties"]["spec"]["properties"]
+    missing = [f.alias or n for n, f in ModelDeploymentSpec.model_fields.items() if (f.alias or n) not in props]
+    assert missing == []
+
+
+@pytest.mark.parametrize("path, ours, theirs", list(pairs(ModelDeploymentSpec, schema()[1]["properties"]["spec"]
+                                                             ["properties"], "spec")))
+def test_operator_defaults_equal_the_crd_defaults(path, ours, theirs):
+    if isinstance(ours, BaseModel):
+        ours = ours.model_dump(by_alias=True) if theirs else {}
+    assert ours == theirs, f"{path}: operator default {ours!r} != CRD default {theirs!r}"
+
+
+def test_crd_names_and_subresources():
+    crd, _ = schema()
+    assert crd["spec"]["group"] == "modelops.io"
+    assert crd["spec"]["names"]["shortNames"] == ["mdep"]
+    (version,) = crd["spec"]["versions"]
+    assert version["name"] == "v1alpha1"
+    assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
+    columns = [c["name"] for c in version["additionalPrinterColumns"]]
+    assert columns == ["Model", "Version", "Phase", "Ready", "URL", "Age"]
