@@ -1,0 +1,190 @@
+"""Dynamic batching: concurrent requests are stacked along the batch dimension into one model run,
+and each caller gets back exactly its own rows.
+
+One worker task forms batches: it takes the oldest request, then gathers more until the batch holds
+`max_batch_size` rows, `max_delay` has passed since that request arrived, or no other request is on
+its way (`arriving`), so a lone client never waits for company that is not coming. The model runs in
+a worker thread, so the event loop keeps reading new requests meanwhile and the next batch forms
+while this one computes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from modelops_inference.errors import InferenceError, InferenceFailed, ModelNotReady
+
+log = logging.getLogger(__name__)
+
+Arrays = dict[str, np.ndarray]
+RunFn = Callable[[Arrays], Arrays]
+# Called after every model run with (rows, requests merged, seconds).
+Observer = Callable[[int, int, float], None]
+
+
+@dataclass
+class _Item:
+    inputs: Arrays
+    rows: int
+    key: tuple
+    future: asyncio.Future
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+def _key(inputs: Arrays) -> tuple:
+    """Requests merge only when every input matches in dtype and in every dimension but the first."""
+    return tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
+
+
+def _run_checked(run: RunFn, inputs: Arrays) -> Arrays:
+    try:
+        return run(inputs)
+    except InferenceError:
+        raise
+    except Exception as e:  # noqa: BLE001 - onnxruntime's error types are not exported
+        raise InferenceFailed(f"the model could not run on this input: {e}") from e
+
+
+class Runner:
+    """Runs each request on its own (batching off): one model run per request, several in parallel."""
+
+    def __init__(self, run: RunFn, observe: Observer | None = None, threads: int | None = None):
+        self._run = run
+        self._observe = observe or (lambda rows, requests, seconds: None)
+        self._executor = ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="model-run")
+        self.arriving = 0
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        self._executor.shutdown(wait=True)
+
+    async def submit(self, inputs: Arrays) -> Arrays:
+        started = time.perf_counter()
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, _run_checked, self._run, inputs)
+        self._observe(next(iter(inputs.values())).shape[0], 1, time.perf_counter() - started)
+        return result
+
+
+class Batcher(Runner):
+    """Merges concurrent requests into model runs of at most `max_batch_size` rows."""
+
+    def __init__(self, run: RunFn, max_batch_size: int, max_delay_s: float, observe: Observer | None = None):
+        super().__init__(run, observe, threads=1)
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
+        self._held: collections.deque[_Item] = collections.deque()
+        self._worker: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        self._worker = asyncio.create_task(self._work(), name="batcher")
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._queue.put_nowait(None)
+            await self._worker
+            self._worker = None
+        for item in list(self._held) + _drain(self._queue):
+            if not item.future.done():
+                item.future.set_exception(ModelNotReady("server is shutting down"))
+        await super().stop()
+
+    async def submit(self, inputs: Arrays) -> Arrays:
+        if self._worker is None:
+            raise ModelNotReady("batcher is not running")
+        future = asyncio.get_running_loop().create_future()
+        rows = next(iter(inputs.values())).shape[0]
+        self._queue.put_nowait(_Item(inputs, rows, _key(inputs), future))
+        return await future
+
+    async def _work(self) -> None:
+        while True:
+            first = self._held.popleft() if self._held else await self._queue.get()
+            if first is None:
+                return
+            batch, stop = await self._gather(first)
+            await self._run_batch(batch)
+            if stop:
+                return
+
+    async def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
+        """More requests for `first`'s batch; the flag says the stop sentinel was seen."""
+        batch, rows = [first], first.rows
+        deadline = first.enqueued + self.max_delay_s
+        while rows < self.max_batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self.arriving <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if item is None:
+                return batch, True
+            if item.key != first.key or rows + item.rows > self.max_batch_size:
+                self._held.append(item)
+                break
+            batch.append(item)
+            rows += item.rows
+        return batch, False
+
+    async def _run_batch(self, batch: list[_Item]) -> None:
+        batch = [i for i in batch if not i.future.done()]  # callers that went away
+        if not batch:
+            return
+        loop = asyncio.get_running_loop()
+        rows = sum(i.rows for i in batch)
+        inputs = batch[0].inputs if len(batch) == 1 else {
+            name: np.concatenate([i.inputs[name] for i in batch]) for name in batch[0].inputs
+        }
+        started = time.perf_counter()
+        try:
+            outputs = await loop.run_in_executor(self._executor, _run_checked, self._run, inputs)
+        except InferenceFailed as e:
+            if len(batch) == 1:
+                _fail(batch[0], e)
+                return
+            # One bad request must not fail its neighbours: run each alone so only it gets the error.
+            for item in batch:
+                await self._run_batch([item])
+            return
+        except Exception as e:  # noqa: BLE001 - delivered to every caller of this batch
+            for item in batch:
+                _fail(item, e)
+            return
+        self._observe(rows, len(batch), time.perf_counter() - started)
+        start = 0
+        for item in batch:
+            end = start + item.rows
+            if not item.future.done():
+                item.future.set_result({n: a[start:end] for n, a in outputs.items()})
+            start = end
+
+
+def _fail(item: _Item, error: BaseException) -> None:
+    if not item.future.done():
+        item.future.set_exception(error)
+
+
+def _drain(queue: asyncio.Queue) -> list[_Item]:
+    items = []
+    while not queue.empty():
+        item = queue.get_nowait()
+        if item is not None:
+            items.append(item)
+    return items

@@ -1,0 +1,131 @@
+"""Server configuration from command-line flags, each defaulting to a `MODELOPS_*` environment variable.
+
+The operator configures pods through the environment; people at a shell use flags. Both end in one
+frozen `ServerConfig`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+ENV_PREFIX = "MODELOPS_"
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_uri: str
+    model_name: str = ""
+    model_version: str = ""
+    model_sha256: str = ""
+    model_dir: str = ""
+    host: str = "0.0.0.0"
+    port: int = 8080
+    intra_op_threads: int = 1
+    inter_op_threads: int = 1
+    batching: bool = True
+    max_batch_size: int = 64
+    max_batch_delay_ms: float = 2.0
+    max_body_bytes: int = 8 * 1024 * 1024
+    drain_seconds: float = 0.0
+    graceful_timeout_seconds: float = 30.0
+    load_attempts: int = 3
+    log_level: str = "info"
+
+    def __post_init__(self) -> None:
+        if not self.model_uri:
+            raise ValueError("a model URI is required (--model-uri or MODELOPS_MODEL_URI)")
+        if not self.model_name:
+            object.__setattr__(self, "model_name", default_model_name(self.model_uri))
+        if self.model_sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.model_sha256):
+            raise ValueError(f"--model-sha256 must be 64 hex digits, got {self.model_sha256!r}")
+        object.__setattr__(self, "model_sha256", self.model_sha256.lower())
+        if self.max_batch_size < 1:
+            raise ValueError(f"--max-batch-size must be at least 1, got {self.max_batch_size}")
+        if self.max_batch_delay_ms < 0:
+            raise ValueError(f"--max-batch-delay-ms must not be negative, got {self.max_batch_delay_ms}")
+        if self.max_body_bytes < 1:
+            raise ValueError(f"--max-body-bytes must be positive, got {self.max_body_bytes}")
+
+
+def default_model_name(uri: str) -> str:
+    """`models:/NAME/1` and `models:/NAME@alias` give NAME; a path gives its file stem; else "model"."""
+    match = re.match(r"models:/([^/@]+)", uri)
+    if match:
+        return match.group(1)
+    if "://" not in uri and ":/" not in uri:
+        stem = Path(uri.rstrip("/")).stem
+        if stem and stem != "model":
+            return stem
+    return "model"
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(ENV_PREFIX + name.upper(), default)
+
+
+def _bool(value: str | bool) -> bool:
+    if isinstance(value, bool):
+        return value
+    if value.strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.strip().lower() in {"0", "false", "no", "off", ""}:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = ServerConfig.__dataclass_fields__
+    p = argparse.ArgumentParser(
+        prog="modelops-serve",
+        description="Serve one ONNX model over the Open Inference Protocol v2 (and KServe v1) with "
+        "onnxruntime. Every flag defaults to the MODELOPS_<FLAG> environment variable "
+        "(e.g. MODELOPS_MODEL_URI); MLFLOW_TRACKING_URI selects the MLflow server for models:/ "
+        "and runs:/ URIs.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    def add(flag: str, help_: str, type_=str, **kw) -> None:
+        field = flag.lstrip("-").replace("-", "_")
+        default = _env(field, kw.pop("default", d[field].default))
+        env = f"{ENV_PREFIX}{field.upper()}"
+        p.add_argument(flag, type=type_, default=default, help=f"{help_} [env {env}]", **kw)
+
+    add("--model-uri", "ONNX file, directory holding one, or MLflow URI (models:/NAME/VERSION, "
+        "models:/NAME@ALIAS, runs:/RUN/PATH, mlflow-artifacts:/...)", default="")
+    add("--model-name", "name served under /v2/models/NAME (default: from the URI)", default="")
+    add("--model-version", "version reported and accepted under /versions/VERSION", default="")
+    add("--model-sha256", "expected sha256 of the .onnx file; the model never becomes ready on mismatch",
+        default="")
+    add("--model-dir", "writable directory MLflow artifacts are downloaded into (default: a temp dir)",
+        default="")
+    add("--load-attempts", "tries to fetch the model before giving up (transient MLflow errors)", int)
+
+    add("--host", "address to bind")
+    add("--port", "port to listen on", int)
+    add("--intra-op-threads", "onnxruntime threads inside one operator (0: one per core)", int)
+    add("--inter-op-threads", "onnxruntime threads across operators", int)
+    add("--batching", "merge concurrent requests into one model run (true/false)", _bool)
+    add("--max-batch-size", "most rows merged into one model run", int)
+    add("--max-batch-delay-ms", "longest a request waits for others to join its batch", float)
+    add("--max-body-bytes", "largest request body accepted (bigger gets 413)", int)
+    add("--drain-seconds", "after SIGTERM, keep serving this long with readiness failing, so load "
+        "balancers stop sending, before closing the listener", float)
+    add("--graceful-timeout-seconds", "longest wait for in-flight requests after draining", float)
+    add("--log-level", "debug logs one line per request", choices=["debug", "info", "warning", "error"])
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> ServerConfig:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    values = {f.name: getattr(args, f.name) for f in fields(ServerConfig)}
+    values["batching"] = _bool(values["batching"])
+    try:
+        return ServerConfig(**values)
+    except ValueError as e:
+        parser.error(str(e))
+        raise  # unreachable: parser.error exits

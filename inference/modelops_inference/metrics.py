@@ -1,0 +1,105 @@
+"""Prometheus metrics, named by Prometheus conventions: one `modelops_inference_` prefix, base units,
+`_total` counters, an `_info` metric for metadata, `model_name`/`model_version` labels, and every
+series the dashboards chart initialised to 0 so rates exist before the first request.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+
+from modelops_inference.errors import STATUS_CODES
+
+PREFIX = "modelops_inference_"
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+# Endpoints whose request series are created at start-up, with these status codes.
+INFERENCE_ENDPOINTS = ("infer", "predict")
+INITIAL_STATUS_CODES = (200, *sorted(set(STATUS_CODES.values())))
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """Every metric of one server, in its own registry (so tests can build many apps)."""
+
+    def __init__(self, model_name: str, model_version: str, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self._model = (model_name, model_version)
+        model = ["model_name", "model_version"]
+        r = self.registry
+        self.requests = Counter(PREFIX + "requests", "HTTP requests answered, by endpoint and status code.",
+                                [*model, "endpoint", "status_code"], registry=r)
+        self.request_duration = Histogram(
+            PREFIX + "request_duration_seconds", "Time from request received to response sent.",
+            [*model, "endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+        self.run_duration = Histogram(
+            PREFIX + "model_run_duration_seconds", "Time of one onnxruntime session.run (one batch).",
+            model, buckets=LATENCY_BUCKETS, registry=r)
+        self.batch_rows = Histogram(PREFIX + "batch_rows", "Rows per model run (after dynamic batching).",
+                                    model, buckets=ROWS_BUCKETS, registry=r)
+        self.batch_requests = Histogram(PREFIX + "batch_requests", "Requests merged into one model run.",
+                                        model, buckets=ROWS_BUCKETS, registry=r)
+        self.in_flight = Gauge(PREFIX + "requests_in_flight", "Inference requests being processed now.",
+                               model, registry=r)
+        self.model_ready = Gauge(PREFIX + "model_ready", "1 when the model is loaded, verified, warm.",
+                                 model, registry=r)
+        self.model_load_duration = Gauge(PREFIX + "model_load_duration_seconds",
+                                         "Time to fetch, verify, open and warm up the model.", model,
+                                         registry=r)
+        self.model_info = Gauge(PREFIX + "model_info", "The served model: always 1, facts in labels.",
+                                [*model, "sha256", "platform"], registry=r)
+        self._request_children: dict[tuple[str, int], Counter] = {}
+        self._duration_children: dict[str, Histogram] = {}
+        for endpoint in INFERENCE_ENDPOINTS:
+            self.request_duration.labels(*self._model, endpoint)
+            for code in INITIAL_STATUS_CODES:
+                self.requests.labels(*self._model, endpoint, str(code))
+        self.run_duration.labels(*self._model)
+        self.batch_rows.labels(*self._model)
+        self.batch_requests.labels(*self._model)
+        self.in_flight_child = self.in_flight.labels(*self._model)
+        self.model_ready.labels(*self._model).set(0)
+        self.model_load_duration.labels(*self._model).set(0)
+        self._run = self.run_duration.labels(*self._model)
+        self._rows = self.batch_rows.labels(*self._model)
+        self._batch_requests = self.batch_requests.labels(*self._model)
+
+    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
+        counter = self._request_children.get((endpoint, status))
+        if counter is None:
+            counter = self._request_children[(endpoint, status)] = self.requests.labels(
+                *self._model, endpoint, str(status))
+        counter.inc()
+        histogram = self._duration_children.get(endpoint)
+        if histogram is None:
+            histogram = self.request_duration.labels(*self._model, endpoint)
+            self._duration_children[endpoint] = histogram
+        histogram.observe(seconds)
+
+    def observe_run(self, rows: int, requests: int, seconds: float) -> None:
+        self._run.observe(seconds)
+        self._rows.observe(rows)
+        self._batch_requests.observe(requests)
+
+    def model_loaded(self, sha256: str, platform: str, load_seconds: float) -> None:
+        self.model_info.labels(*self._model, sha256, platform).set(1)
+        self.model_ready.labels(*self._model).set(1)
+        self.model_load_duration.labels(*self._model).set(load_seconds)
+
+    def model_unready(self) -> None:
+        self.model_ready.labels(*self._model).set(0)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+

@@ -1,0 +1,372 @@
+"""The HTTP server: FastAPI routes for the Open Inference Protocol v2 and KServe v1, the lifespan that
+loads the model in the background, per-request metrics and logs, and a uvicorn server that drains on
+SIGTERM (readiness fails first, in-flight requests finish, then the process exits).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from modelops_inference import protocol
+from modelops_inference.batching import Batcher, Runner
+from modelops_inference.config import ServerConfig
+from modelops_inference.errors import (
+    InferenceError,
+    ModelNotFound,
+    ModelNotReady,
+    PayloadTooLarge,
+    status_code,
+)
+from modelops_inference.metrics import CONTENT_TYPE, Metrics
+from modelops_inference.runtime import PLATFORM, ModelRuntime
+
+log = logging.getLogger("modelops_inference.server")
+JSON = "application/json"
+SERVER_NAME = "modelops-inference"
+
+
+def _version() -> str:
+    try:
+        return version("modelops-inference")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(body if isinstance(body, bytes) else protocol.dumps(body), status, media_type=JSON)
+
+
+class ModelServer:
+    """What the routes share: the model runtime, the runner (batching or not), metrics, drain state."""
+
+    def __init__(self, config: ServerConfig, runtime: ModelRuntime | None = None):
+        self.config = config
+        self.runtime = runtime or ModelRuntime(config)
+        self.metrics = Metrics(config.model_name, config.model_version)
+        self.runner: Runner | None = None
+        self.draining = False
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Loads the model in a daemon thread (so a hung download never blocks exit), then starts
+        the runner; until both are done the server is live but not ready."""
+        loop = asyncio.get_running_loop()
+        loaded = asyncio.Event()
+
+        def load() -> None:
+            self.runtime.load()
+            loop.call_soon_threadsafe(loaded.set)
+
+        threading.Thread(target=load, name="model-load", daemon=True).start()
+        await loaded.wait()
+        if not self.runtime.ready:
+            return
+        runner = self._make_runner()
+        await runner.start()
+        self.runner = runner
+        self.metrics.model_loaded(self.runtime.sha256, PLATFORM, self.runtime.load_seconds)
+
+    def _make_runner(self) -> Runner:
+        c = self.config
+        if c.batching and self.runtime.batchable:
+            return Batcher(self.runtime.run, c.max_batch_size, c.max_batch_delay_ms / 1000,
+                           self.metrics.observe_run)
+        if c.batching:
+            log.warning("batching off: the model's first dimension is not free in every input and output",
+                        extra={"event": "batching_unsupported"})
+        return Runner(self.runtime.run, self.metrics.observe_run)
+
+    def drain(self) -> None:
+        """Fail readiness from now on; requests keep being served until the listener closes."""
+        if not self.draining:
+            self.draining = True
+            self.metrics.model_unready()
+            log.info("draining: readiness now fails", extra={"event": "draining"})
+
+    async def stop(self) -> None:
+        self.drain()
+        if self.runner is not None:
+            await self.runner.stop()
+            self.runner = None
+        self.runtime.close()
+
+    # --- state the routes ask for ----------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self.runner is not None and self.runtime.ready and not self.draining
+
+    @property
+    def not_ready_reason(self) -> str:
+        if self.draining:
+            return "server is shutting down"
+        if not self.runtime.ready:
+            return self.runtime.reason
+        return "" if self.runner is not None else "model is warming up"
+
+    def check_model(self, name: str, version: str | None) -> None:
+        if name != self.config.model_name:
+            raise ModelNotFound(f"model '{name}' not found; this server serves '{self.config.model_name}'")
+        if version is not None and version != self.config.model_version:
+            served = self.config.model_version or "(no version set)"
+            raise ModelNotFound(f"version '{version}' of model '{name}' not found; serving version {served}")
+
+    def loaded_runner(self) -> Runner:
+        if self.runner is None:
+            raise ModelNotReady(f"model '{self.config.model_name}' is not ready: {self.not_ready_reason}")
+        return self.runner
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes before reading it when the length
+    is declared, and as soon as it is exceeded when streamed."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit} (--max-body-bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class RequestMetrics:
+    """Pure ASGI middleware: counts and times every request by route, tracks inference requests in
+    flight, and logs one line per request at debug level (never the payload)."""
+
+    def __init__(self, app, server: ModelServer):
+        self.app = app
+        self.server = server
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] == "/metrics":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500
+        inference = scope["method"] == "POST"
+
+        async def send_wrapper(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        metrics = self.server.metrics
+        if inference:
+            metrics.in_flight_child.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            if inference:
+                metrics.in_flight_child.dec()
+            route = scope.get("route")
+            endpoint = getattr(route, "name", None) or "unmatched"
+            seconds = time.perf_counter() - started
+            metrics.observe_request(endpoint, status, seconds)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("request", extra={"event": "request", "method": scope["method"],
+                                            "path": scope["path"], "endpoint": endpoint, "status": status,
+                                            "duration_ms": round(seconds * 1000, 3)})
+
+
+def create_app(config: ServerConfig, server: ModelServer | None = None) -> FastAPI:
+    server = server or ModelServer(config)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI):
+        starting = asyncio.create_task(server.start())
+        try:
+            yield
+        finally:
+            if not starting.done():
+                starting.cancel()
+            await server.stop()
+
+    app = FastAPI(title=SERVER_NAME, version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None)
+    app.state.server = server
+    app.add_middleware(RequestMetrics, server=server)
+    _add_error_handlers(app)
+    _add_health_routes(app, server)
+    _add_v2_routes(app, server)
+    _add_v1_routes(app, server)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InferenceError)
+    async def inference_error(request: Request, error: InferenceError) -> Response:
+        status = status_code(error)
+        log.log(logging.ERROR if status >= 500 else logging.WARNING, str(error),
+                extra={"event": "request_error", "path": request.url.path, "status": status,
+                       "error_type": type(error).__name__})
+        return json_response(protocol.error_body(str(error)), status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> Response:
+        message = f"{request.method} {request.url.path}: {error.detail}"
+        log.warning(message, extra={"event": "request_error", "path": request.url.path,
+                                    "status": error.status_code})
+        return json_response(protocol.error_body(message), error.status_code)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, error: Exception) -> Response:
+        log.exception("unexpected error", extra={"event": "request_error", "path": request.url.path,
+                                                 "status": 500})
+        return json_response(protocol.error_body(f"internal error: {type(error).__name__}"), 500)
+
+
+def _add_health_routes(app: FastAPI, server: ModelServer) -> None:
+    @app.get("/v2/health/live", name="health_live")
+    async def health_live() -> Response:
+        return json_response({"live": True})
+
+    @app.get("/v2/health/ready", name="health_ready")
+    async def health_ready() -> Response:
+        if server.ready:
+            return json_response({"ready": True})
+        return json_response({"ready": False, "reason": server.not_ready_reason}, 400)
+
+    @app.get("/metrics", name="metrics")
+    async def metrics() -> Response:
+        return Response(server.metrics.exposition(), media_type=CONTENT_TYPE)
+
+
+def _model_ready(server: ModelServer, name: str, version: str | None) -> Response:
+    server.check_model(name, version)
+    if server.ready:
+        return json_response({"name": name, "ready": True})
+    return json_response({"name": name, "ready": False, "reason": server.not_ready_reason}, 400)
+
+
+def _model_metadata(server: ModelServer, name: str, version: str | None) -> Response:
+    server.check_model(name, version)
+    server.loaded_runner()
+    runtime = server.runtime
+    return json_response({
+        "name": name,
+        "versions": [server.config.model_version] if server.config.model_version else [],
+        "platform": PLATFORM,
+        "inputs": [s.metadata() for s in runtime.inputs],
+        "outputs": [s.metadata() for s in runtime.outputs],
+    })
+
+
+async def _infer(server: ModelServer, request: Request, name: str, version: str | None) -> Response:
+    server.check_model(name, version)
+    runner = server.loaded_runner()
+    runtime = server.runtime
+    runner.arriving += 1
+    try:
+        body = await read_body(request, server.config.max_body_bytes)
+        parsed = protocol.parse_v2_request(protocol.parse_json(body), runtime.inputs, runtime.outputs)
+    finally:
+        runner.arriving -= 1
+    outputs = await runner.submit(parsed.inputs)
+    return json_response(protocol.v2_response(name, server.config.model_version, parsed, outputs))
+
+
+def _add_v2_routes(app: FastAPI, server: ModelServer) -> None:
+    @app.get("/v2", name="server_metadata")
+    async def server_metadata() -> Response:
+        return json_response({"name": SERVER_NAME, "version": _version(), "extensions": []})
+
+    @app.get("/v2/models/{name}", name="model_metadata")
+    async def model_metadata(name: str) -> Response:
+        return _model_metadata(server, name, None)
+
+    @app.get("/v2/models/{name}/versions/{version}", name="model_metadata")
+    async def model_version_metadata(name: str, version: str) -> Response:
+        return _model_metadata(server, name, version)
+
+    @app.get("/v2/models/{name}/ready", name="model_ready")
+    async def model_ready(name: str) -> Response:
+        return _model_ready(server, name, None)
+
+    @app.get("/v2/models/{name}/versions/{version}/ready", name="model_ready")
+    async def model_version_ready(name: str, version: str) -> Response:
+        return _model_ready(server, name, version)
+
+    @app.post("/v2/models/{name}/infer", name="infer")
+    async def infer(request: Request, name: str) -> Response:
+        return await _infer(server, request, name, None)
+
+    @app.post("/v2/models/{name}/versions/{version}/infer", name="infer")
+    async def infer_version(request: Request, name: str, version: str) -> Response:
+        return await _infer(server, request, name, version)
+
+
+def _add_v1_routes(app: FastAPI, server: ModelServer) -> None:
+    @app.get("/v1/models", name="v1_models")
+    async def v1_models() -> Response:
+        return json_response({"models": [server.config.model_name]})
+
+    @app.get("/v1/models/{name}", name="v1_model_ready")
+    async def v1_model_ready(name: str) -> Response:
+        return _model_ready(server, name, None)
+
+    @app.post("/v1/models/{name}:predict", name="predict")
+    async def predict(request: Request, name: str) -> Response:
+        server.check_model(name, None)
+        runner = server.loaded_runner()
+        runner.arriving += 1
+        try:
+            body = await read_body(request, server.config.max_body_bytes)
+            inputs = protocol.parse_v1_request(protocol.parse_json(body), server.runtime.inputs)
+        finally:
+            runner.arriving -= 1
+        outputs = await runner.submit(inputs)
+        return json_response(protocol.v1_response(outputs))
+
+
+class DrainingServer(uvicorn.Server):
+    """uvicorn, but the first SIGTERM/SIGINT only starts draining: readiness fails at once, requests
+    are still served for `drain_seconds` (while load balancers notice), then uvicorn's own graceful
+    shutdown closes the listener and waits for in-flight requests. A second signal exits at once.
+    Exits with status 0 after a graceful shutdown instead of re-raising the signal."""
+
+    def __init__(self, config: uvicorn.Config, model_server: ModelServer, drain_seconds: float):
+        super().__init__(config)
+        self.model_server = model_server
+        self.drain_seconds = drain_seconds
+        self._drain_deadline: float | None = None
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if self._drain_deadline is None:
+            log.info("received %s", signal.Signals(sig).name, extra={"event": "signal", "signal": sig})
+            self.model_server.drain()
+            self._drain_deadline = time.monotonic() + self.drain_seconds
+        else:
+            self.should_exit = True
+            self.force_exit = True
+
+    async def on_tick(self, counter: int) -> bool:
+        if self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+def serve(config: ServerConfig) -> None:
+    server = ModelServer(config)
+    app = create_app(config, server)
+    uv_config = uvicorn.Config(
+        app, host=config.host, port=config.port, log_config=None, access_log=False,
+        timeout_graceful_shutdown=config.graceful_timeout_seconds, server_header=False,
+        log_level=config.log_level,
+    )
+    DrainingServer(uv_config, server, config.drain_seconds).run()

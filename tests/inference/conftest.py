@@ -1,0 +1,72 @@
+"""Fixtures: real ONNX models written to disk, and an in-process app whose lifespan has run."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from modelops_inference.config import ServerConfig
+from modelops_inference.server import create_app
+
+from . import models
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(scope="session")
+def mlp_path(model_dir) -> Path:
+    return models.mlp(model_dir / "mlp.onnx")
+
+
+@pytest.fixture(scope="session")
+def mlp_sha256(mlp_path) -> str:
+    return hashlib.sha256(mlp_path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="session")
+def lookup_path(model_dir) -> Path:
+    return models.lookup(model_dir / "lookup.onnx")
+
+
+@pytest.fixture(scope="session")
+def two_inputs_path(model_dir) -> Path:
+    return models.two_inputs(model_dir / "two_inputs.onnx")
+
+
+@pytest.fixture(scope="session")
+def fixed_batch_path(model_dir) -> Path:
+    return models.mlp(model_dir / "fixed.onnx", batch=2)
+
+
+def make_client(**config) -> TestClient:
+    """An in-process client; entering it runs the lifespan, which loads the model."""
+    config.setdefault("model_name", "mlp")
+    return TestClient(create_app(ServerConfig(**config)), raise_server_exceptions=False)
+
+
+@pytest.fixture
+def client(mlp_path, mlp_sha256) -> Iterator[TestClient]:
+    with make_client(model_uri=str(mlp_path), model_version="3", model_sha256=mlp_sha256) as c:
+        c.app.state.server.runtime.wait_loaded(30)
+        wait_ready(c)
+        yield c
+
+
+def wait_ready(client: TestClient, timeout: float = 30) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get("/v2/health/ready").status_code == 200:
+            return
+        if client.app.state.server.runtime.state.value == "failed":
+            return
+        time.sleep(0.02)
+    raise TimeoutError("server not ready")

@@ -1,0 +1,75 @@
+"""Small real ONNX models built with onnx.helper (fast, no torch), plus numpy references for them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+FEATURES, HIDDEN, CLASSES = 4, 8, 3
+
+
+def mlp_weights(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "w1": rng.normal(size=(FEATURES, HIDDEN)).astype(np.float32),
+        "b1": rng.normal(size=HIDDEN).astype(np.float32),
+        "w2": rng.normal(size=(HIDDEN, CLASSES)).astype(np.float32),
+        "b2": rng.normal(size=CLASSES).astype(np.float32),
+    }
+
+
+def mlp_reference(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    w = mlp_weights(seed)
+    h = np.maximum(x @ w["w1"] + w["b1"], 0)
+    z = h @ w["w2"] + w["b2"]
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def save(model: onnx.ModelProto, path: Path) -> Path:
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def _model(nodes, inputs, outputs, initializers, name: str) -> onnx.ModelProto:
+    graph = helper.make_graph(nodes, name, inputs, outputs, initializers)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def mlp(path: Path, seed: int = 0, batch: str | int = "batch") -> Path:
+    """The exporter's contract in small: float32 `input` [batch, 4] -> softmax `probabilities` [batch, 3]."""
+    w = mlp_weights(seed)
+    inits = [numpy_helper.from_array(v, k) for k, v in w.items()]
+    nodes = [
+        helper.make_node("MatMul", ["input", "w1"], ["h0"]),
+        helper.make_node("Add", ["h0", "b1"], ["h1"]),
+        helper.make_node("Relu", ["h1"], ["h2"]),
+        helper.make_node("MatMul", ["h2", "w2"], ["z0"]),
+        helper.make_node("Add", ["z0", "b2"], ["z1"]),
+        helper.make_node("Softmax", ["z1"], ["probabilities"], axis=1),
+    ]
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, [batch, FEATURES])]
+    outputs = [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [batch, CLASSES])]
+    return save(_model(nodes, inputs, outputs, inits, "mlp"), path)
+
+
+def lookup(path: Path, rows: int = 5) -> Path:
+    """int64 `index` [batch] -> `value` [batch, 2] by Gather: an out-of-range index makes onnxruntime
+    fail on well-formed input."""
+    table = np.arange(rows * 2, dtype=np.float32).reshape(rows, 2)
+    nodes = [helper.make_node("Gather", ["table", "index"], ["value"], axis=0)]
+    inputs = [helper.make_tensor_value_info("index", TensorProto.INT64, ["batch"])]
+    outputs = [helper.make_tensor_value_info("value", TensorProto.FLOAT, ["batch", 2])]
+    return save(_model(nodes, inputs, outputs, [numpy_helper.from_array(table, "table")], "lookup"), path)
+
+
+def two_inputs(path: Path) -> Path:
+    """`a` [batch, 2] + `b` [batch, 2] -> `sum` and `product`: several inputs and outputs."""
+    nodes = [helper.make_node("Add", ["a", "b"], ["sum"]), helper.make_node("Mul", ["a", "b"], ["product"])]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 2]) for n in ("a", "b")]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 2]) for n in ("sum", "product")]
+    return save(_model(nodes, inputs, outputs, [], "two_inputs"), path)

@@ -1,0 +1,126 @@
+"""Dynamic batching: concurrent requests share model runs and each caller gets exactly its own rows."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from modelops_inference.batching import Batcher, Runner
+from modelops_inference.errors import InferenceFailed, ModelNotReady
+
+
+class Recorder:
+    """A stand-in model that doubles its input and records every run's row count."""
+
+    def __init__(self):
+        self.runs: list[int] = []
+
+    def __call__(self, inputs):
+        x = inputs["x"]
+        if (x < 0).any():
+            raise RuntimeError("negative input")
+        self.runs.append(x.shape[0])
+        return {"y": x * 2, "first": x[:, :1]}
+
+
+def observed():
+    seen = []
+    return seen, lambda rows, requests, seconds: seen.append((rows, requests))
+
+
+async def submit_all(runner, arrays):
+    return await asyncio.gather(*(runner.submit({"x": a}) for a in arrays), return_exceptions=True)
+
+
+def run_batcher(arrays, max_batch_size=64, delay=0.05, model=None):
+    model = model or Recorder()
+    seen, observe = observed()
+
+    async def main():
+        batcher = Batcher(model, max_batch_size, delay, observe)
+        await batcher.start()
+        batcher.arriving = len(arrays)  # as if every request were still being read
+        try:
+            return await submit_all(batcher, arrays)
+        finally:
+            await batcher.stop()
+
+    return asyncio.run(main()), model, seen
+
+
+def test_concurrent_requests_are_merged_and_each_gets_its_own_rows():
+    arrays = [np.full((i % 3 + 1, 2), i, dtype=np.float32) for i in range(40)]
+    results, model, seen = run_batcher(arrays)
+    for array, result in zip(arrays, results, strict=True):
+        np.testing.assert_array_equal(result["y"], array * 2)
+        np.testing.assert_array_equal(result["first"], array[:, :1])
+    assert sum(model.runs) == sum(a.shape[0] for a in arrays)
+    assert len(model.runs) < len(arrays)
+    assert sum(requests for _, requests in seen) == len(arrays)
+
+
+def test_no_run_exceeds_the_max_batch_size():
+    arrays = [np.ones((3, 2), np.float32) for _ in range(20)]
+    _, model, _ = run_batcher(arrays, max_batch_size=7)
+    assert max(model.runs) <= 7
+
+
+def test_a_request_larger_than_the_max_batch_size_runs_alone():
+    _, model, _ = run_batcher([np.ones((10, 2), np.float32)], max_batch_size=4)
+    assert model.runs == [10]
+
+
+def test_requests_of_different_trailing_shapes_are_not_merged():
+    arrays = [np.ones((1, 2), np.float32), np.ones((1, 3), np.float32), np.ones((1, 2), np.float32)]
+    results, model, _ = run_batcher(arrays)
+    assert [r["y"].shape for r in results] == [(1, 2), (1, 3), (1, 2)]
+    assert sum(model.runs) == 3
+
+
+def test_a_failing_request_fails_alone_and_its_neighbours_succeed():
+    arrays = [np.ones((1, 2), np.float32) for _ in range(5)]
+    arrays[2] = -arrays[2]
+    results, _, _ = run_batcher(arrays)
+    assert isinstance(results[2], InferenceFailed) and "negative input" in str(results[2])
+    assert all(isinstance(r, dict) for i, r in enumerate(results) if i != 2)
+
+
+def test_a_lone_request_does_not_wait_for_company_when_none_is_arriving():
+    async def main():
+        batcher = Batcher(Recorder(), 64, 30.0)  # a 30 s delay would time the test out
+        await batcher.start()
+        try:
+            return await asyncio.wait_for(batcher.submit({"x": np.ones((1, 2), np.float32)}), 10)
+        finally:
+            await batcher.stop()
+
+    assert asyncio.run(main())["y"].tolist() == [[2, 2]]
+
+
+def test_submitting_after_stop_is_not_ready():
+    async def main():
+        batcher = Batcher(Recorder(), 4, 0.01)
+        await batcher.start()
+        await batcher.stop()
+        await batcher.submit({"x": np.ones((1, 2), np.float32)})
+
+    with pytest.raises(ModelNotReady):
+        asyncio.run(main())
+
+
+def test_runner_without_batching_runs_each_request_on_its_own():
+    model = Recorder()
+    seen, observe = observed()
+
+    async def main():
+        runner = Runner(model, observe, threads=2)
+        try:
+            return await submit_all(runner, [np.full((2, 2), i, np.float32) for i in range(6)])
+        finally:
+            await runner.stop()
+
+    results = asyncio.run(main())
+    assert [r["y"][0, 0] for r in results] == [0, 2, 4, 6, 8, 10]
+    assert model.runs == [2] * 6 and seen == [(2, 1)] * 6

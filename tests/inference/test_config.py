@@ -1,0 +1,61 @@
+"""Flags and MODELOPS_* environment variables end in one validated ServerConfig."""
+
+from __future__ import annotations
+
+import pytest
+
+from modelops_inference.config import ServerConfig, default_model_name, parse_args
+
+
+def test_environment_variables_are_the_defaults_and_flags_override_them(monkeypatch):
+    monkeypatch.setenv("MODELOPS_MODEL_URI", "models:/iris/3")
+    monkeypatch.setenv("MODELOPS_PORT", "9000")
+    monkeypatch.setenv("MODELOPS_BATCHING", "false")
+    monkeypatch.setenv("MODELOPS_MAX_BATCH_DELAY_MS", "0.5")
+    config = parse_args(["--port", "9100"])
+    assert config.model_uri == "models:/iris/3"
+    assert config.model_name == "iris"
+    assert config.port == 9100
+    assert config.batching is False
+    assert config.max_batch_delay_ms == 0.5
+
+
+def test_defaults_match_the_operator_contract():
+    config = parse_args(["--model-uri", "/models/m.onnx"])
+    assert (config.port, config.host, config.batching) == (8080, "0.0.0.0", True)
+    assert config.model_name == "m"
+
+
+@pytest.mark.parametrize(
+    ("uri", "name"),
+    [
+        ("models:/breast-cancer/2", "breast-cancer"),
+        ("models:/digits@champion", "digits"),
+        ("runs:/abc/model", "model"),
+        ("/srv/iris.onnx", "iris"),
+        ("/srv/model.onnx", "model"),
+    ],
+)
+def test_the_model_name_defaults_from_the_uri(uri, name):
+    assert default_model_name(uri) == name
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "a model URI is required"),
+        (["--model-uri", "m.onnx", "--model-sha256", "abc"], "must be 64 hex digits"),
+        (["--model-uri", "m.onnx", "--max-batch-size", "0"], "--max-batch-size must be at least 1"),
+        (["--model-uri", "m.onnx", "--batching", "maybe"], "expected true or false"),
+    ],
+)
+def test_bad_configuration_exits_with_a_message(argv, message, capsys, monkeypatch):
+    monkeypatch.delenv("MODELOPS_MODEL_URI", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_sha256_is_normalised_to_lower_case():
+    assert ServerConfig(model_uri="m.onnx", model_sha256="A" * 64).model_sha256 == "a" * 64

@@ -1,0 +1,109 @@
+"""The model runtime: loads from a file, a directory or an MLflow URI, verifies sha256, describes the
+graph, warms up, and on any failure stays unready with the reason."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+
+from modelops_inference.config import ServerConfig
+from modelops_inference.runtime import ModelRuntime, ModelState
+
+from . import models
+
+
+def load(uri, **config) -> ModelRuntime:
+    runtime = ModelRuntime(ServerConfig(model_uri=str(uri), **config))
+    runtime.load()
+    return runtime
+
+
+def test_loads_verifies_and_describes_the_graph(mlp_path, mlp_sha256):
+    runtime = load(mlp_path, model_sha256=mlp_sha256)
+    assert runtime.state is ModelState.READY and runtime.reason == ""
+    assert runtime.sha256 == mlp_sha256
+    assert [s.metadata() for s in runtime.inputs] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
+    assert [s.metadata() for s in runtime.outputs] == [
+        {"name": "probabilities", "datatype": "FP32", "shape": [-1, 3]}]
+    assert runtime.batchable
+
+
+def test_runs_match_the_reference(mlp_path):
+    runtime = load(mlp_path)
+    x = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
+    np.testing.assert_allclose(runtime.run({"input": x})["probabilities"], models.mlp_reference(x), rtol=1e-5)
+
+
+def test_a_directory_with_model_onnx_is_accepted(tmp_path, mlp_path):
+    (tmp_path / "model.onnx").write_bytes(mlp_path.read_bytes())
+    (tmp_path / "MLmodel").write_text("flavors: {}\n")
+    assert load(tmp_path).ready
+    assert load(f"file://{tmp_path}").ready
+
+
+def test_a_sha256_mismatch_keeps_the_model_unready_and_logs_one_json_error(mlp_path, caplog):
+    with caplog.at_level(logging.ERROR):
+        runtime = load(mlp_path, model_sha256="0" * 64)
+    assert runtime.state is ModelState.FAILED
+    assert f"sha256 mismatch for mlp.onnx: expected {'0' * 64}, got " in runtime.reason
+    assert runtime.session is None
+    [record] = [r for r in caplog.records if getattr(r, "event", "") == "model_load_failed"]
+    assert "sha256 mismatch" in record.error
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda d: d / "missing.onnx", "does not exist"),
+        (lambda d: d, "expected exactly one .onnx file"),
+        (lambda d: (d / "junk.onnx").write_bytes(b"not onnx") and d / "junk.onnx", "onnxruntime cannot open"),
+    ],
+)
+def test_unloadable_models_say_why(tmp_path, make, reason):
+    runtime = load(make(tmp_path))
+    assert runtime.state is ModelState.FAILED
+    assert reason in runtime.reason
+
+
+def test_a_fixed_batch_dimension_disables_batching(fixed_batch_path):
+    runtime = load(fixed_batch_path)
+    assert runtime.ready and not runtime.batchable
+    assert runtime.inputs[0].shape == (2, 4)
+
+
+def test_an_unreachable_mlflow_uri_fails_after_the_configured_attempts(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/empty.db")
+    runtime = load("models:/nope/1", load_attempts=1, model_dir=str(tmp_path / "dl"))
+    assert runtime.state is ModelState.FAILED
+    assert "cannot download models:/nope/1" in runtime.reason
+
+
+@pytest.fixture(scope="module")
+def mlflow_store(tmp_path_factory, mlp_path):
+    """A local MLflow store with the MLP logged by mlflow.onnx and registered as version 1, alias prod."""
+    import mlflow
+    import onnx
+
+    root = tmp_path_factory.mktemp("mlflow")
+    uri = f"sqlite:///{root}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    experiment = mlflow.create_experiment("inference-tests", artifact_location=str(root / "artifacts"))
+    with mlflow.start_run(experiment_id=experiment) as run:
+        mlflow.onnx.log_model(onnx.load(str(mlp_path)), name="model", registered_model_name="tiny-mlp")
+    mlflow.MlflowClient().set_registered_model_alias("tiny-mlp", "prod", "1")
+    yield uri, run.info.run_id
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.mark.parametrize("uri", ["models:/tiny-mlp/1", "models:/tiny-mlp@prod", "runs:/{run}/model"])
+def test_mlflow_uris_are_downloaded_into_the_model_dir(mlflow_store, uri, tmp_path, monkeypatch):
+    tracking, run_id = mlflow_store
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
+    runtime = load(uri.format(run=run_id), model_dir=str(tmp_path / "dl"))
+    assert runtime.ready, runtime.reason
+    assert list((tmp_path / "dl").rglob("model.onnx"))
+    assert json.dumps(runtime.inputs[0].metadata())
