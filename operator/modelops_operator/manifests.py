@@ -14,6 +14,7 @@ from .target import ServingTarget
 HTTP_PORT = 8080
 SERVICE_PORT = 80
 RUN_AS_USER = 10001
+PRESTOP_SECONDS = 5
 MODEL_VERSION_ANNOTATION = "modelops.io/model-version"
 
 
@@ -84,6 +85,9 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
             "capabilities": {"drop": ["ALL"]},
         },
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        # Keep serving while kube-proxy and ingresses drop this pod from their endpoints; only then
+        # does SIGTERM start the server's own drain.
+        "lifecycle": {"preStop": {"sleep": {"seconds": PRESTOP_SECONDS}}},
     }
     return {
         "apiVersion": "apps/v1",

@@ -1,0 +1,173 @@
+"""End-to-end fixtures: the real local cluster, a real `mlflow server` reachable from pods, real
+trained model versions and the operator running as a process against the cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBECONFIG = os.environ.get("KUBECONFIG") or str(ROOT / ".data/cluster/kubeconfig")
+SERVING_IMAGE = os.environ.get("MODELOPS_TEST_SERVING_IMAGE", "modelops/inference:dev")
+INGRESS_PORT = int(os.environ.get("MODELOPS_INGRESS_PORT", "30080"))
+MODEL = "e2e-cancer"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    exe = shutil.which("kubectl", path=f"{ROOT}/.tools/bin:{os.environ['PATH']}")
+    return subprocess.run([exe, "--kubeconfig", KUBECONFIG, *args], input=stdin, text=True,
+                          capture_output=True, check=check, timeout=120)
+
+
+def kget(kind: str, name: str, namespace: str) -> dict | None:
+    res = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
+    return json.loads(res.stdout) if res.returncode == 0 else None
+
+
+def wait_until(what: str, predicate, timeout: float = 240, interval: float = 1.0):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@pytest.fixture(scope="session")
+def cluster() -> str:
+    res = kubectl("get", "--raw", "/readyz", check=False)
+    assert res.returncode == 0, (
+        f"no cluster answers with {KUBECONFIG}: start it with `make cluster-up` (make test does). {res.stderr}"
+    )
+    kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
+    kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelops.io", "--timeout=60s")
+    return KUBECONFIG
+
+
+@pytest.fixture(scope="session")
+def node_ip(cluster) -> str:
+    node = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"][0]
+    return next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory, node_ip):
+    """A real MLflow server listening where the pods can reach it (the node's address)."""
+    tmp = tmp_path_factory.mktemp("mlflow-e2e")
+    port = free_port()
+    log = open(tmp / "mlflow.log", "w")
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "0.0.0.0", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db", "--serve-artifacts",
+         "--artifacts-destination", str(tmp / "artifacts"), "--workers", "2"],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    local = f"http://127.0.0.1:{port}"
+
+    def healthy():
+        try:
+            return httpx.get(f"{local}/health", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return proc.poll() is not None and pytest.fail(f"mlflow server exited; see {tmp / 'mlflow.log'}")
+
+    wait_until("mlflow server", healthy, timeout=120)
+    yield {"local": local, "pods": f"http://{node_ip}:{port}"}
+    os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def versions(registry) -> dict[str, str]:
+    """Two good versions of a real breast-cancer MLP and one that answers NaN; alias champion -> v1."""
+    from modelops_training.registry import set_alias
+    from modelops_training.train import TrainConfig, train
+
+    made = {}
+    for label, seed, sabotage in (("v1", 0, None), ("v2", 1, None), ("broken", 2, "nan")):
+        result = train(TrainConfig(dataset="breast_cancer", epochs=3, seed=seed, register=MODEL,
+                                   sabotage=sabotage, progress=False, tracking_uri=registry["local"]))
+        made[label] = result.version
+    set_alias(MODEL, "champion", made["v1"], tracking_uri=registry["local"])
+    return made
+
+
+class Operator:
+    """The operator as a real process; restartable, so a test can kill it mid-rollout."""
+
+    def __init__(self, registry: dict, log_dir: Path):
+        self.api_port, self.health_port = free_port(), free_port()
+        self.secret = uuid.uuid4().hex
+        self.env = {
+            **os.environ,
+            "KUBECONFIG": KUBECONFIG,
+            "MLFLOW_TRACKING_URI": registry["local"],
+            "MODELOPS_POD_TRACKING_URI": registry["pods"],
+            "MODELOPS_SERVING_IMAGE": SERVING_IMAGE,
+            "MODELOPS_ALIAS_POLL_SECONDS": "5",
+            "MODELOPS_WEBHOOK_SECRET": self.secret,
+            "MODELOPS_API_PORT": str(self.api_port),
+            "MODELOPS_HEALTH_PORT": str(self.health_port),
+        }
+        self.log_path = log_dir / "operator.log"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "modelops-operator")], env=self.env,
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def healthy():
+            assert self.proc.poll() is None, f"operator exited; see {self.log_path}"
+            try:
+                return httpx.get(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_until("operator liveness", healthy, timeout=90)
+
+    def kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+@pytest.fixture(scope="module")
+def operator(registry, versions, tmp_path_factory):
+    op = Operator(registry, tmp_path_factory.mktemp("operator"))
+    op.start()
+    yield op
+    op.stop()
+
+
+@pytest.fixture(scope="module")
+def namespace(cluster):
+    name = f"e2e-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", name)
+    yield name
+    kubectl("delete", "namespace", name, "--wait=false", check=False)

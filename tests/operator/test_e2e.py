@@ -1,0 +1,230 @@
+"""The operator end to end on the real local cluster, with a real MLflow server and real models.
+
+Tests run in file order and share one namespace and one operator process.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.datasets import load_breast_cancer
+
+from .conftest import INGRESS_PORT, MODEL, kget, kubectl, wait_until
+
+pytestmark = pytest.mark.cluster
+ROWS = load_breast_cancer().data[:6].astype(np.float32)
+
+
+def manifest(name: str, **spec) -> dict:
+    model = spec.pop("model")
+    return {
+        "apiVersion": "modelops.io/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"name": name},
+        "spec": {"model": {"name": MODEL, **model}, "serving": {"imagePullPolicy": "Never"},
+                 "rollout": {"progressDeadlineSeconds": 90}, **spec},
+    }
+
+
+def apply(namespace: str, obj: dict, check: bool = True):
+    return kubectl("apply", "-n", namespace, "-f", "-", stdin=json.dumps(obj), check=check)
+
+
+def status(namespace: str, name: str) -> dict:
+    return (kget("modeldeployment", name, namespace) or {}).get("status") or {}
+
+
+def wait_settled(namespace: str, name: str, version: str | None = None, timeout: float = 300) -> dict:
+    """Wait for a settled phase (for `version` when given) and return the status."""
+
+    def settled():
+        st = status(namespace, name)
+        if st.get("phase") in ("Ready", "RolledBack", "Failed"):
+            if version is None or st.get("targetModelVersion") == version:
+                return st
+        return None
+
+    return wait_until(f"{name} to settle (last status {status(namespace, name)})", settled, timeout=timeout)
+
+
+def condition(st: dict, type_: str) -> dict:
+    return next(c for c in st.get("conditions", []) if c["type"] == type_)
+
+
+def service_url(namespace: str, name: str) -> str:
+    svc = kget("service", name, namespace)
+    return f"http://{svc['spec']['clusterIP']}:80"
+
+
+def infer(base: str, name: str, rows: np.ndarray, headers: dict | None = None) -> httpx.Response:
+    body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(rows.shape),
+                        "data": rows.ravel().tolist()}]}
+    return httpx.post(f"{base}/v2/models/{name}/infer", json=body, headers=headers or {}, timeout=10)
+
+
+def probabilities(resp: httpx.Response) -> np.ndarray:
+    assert resp.status_code == 200, resp.text
+    out = resp.json()["outputs"][0]
+    return np.asarray(out["data"], dtype=np.float64).reshape(out["shape"])
+
+
+def torch_outputs(registry: dict, version: str) -> np.ndarray:
+    import mlflow.pytorch
+    import torch
+
+    mlflow.set_tracking_uri(registry["local"])
+    model = mlflow.pytorch.load_model(f"models:/{MODEL}/{version}")
+    with torch.no_grad():
+        return model(torch.from_numpy(ROWS)).numpy()
+
+
+class Load:
+    """Light background traffic through the Service that counts every failed request."""
+
+    def __init__(self, base: str, name: str):
+        self.base, self.name = base, name
+        self.ok, self.failures, self.versions = 0, [], set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                resp = infer(self.base, self.name, ROWS[:1])
+                if resp.status_code == 200 and np.isfinite(probabilities(resp)).all():
+                    self.ok += 1
+                    self.versions.add(resp.json().get("model_version"))
+                else:
+                    self.failures.append(f"{resp.status_code}: {resp.text[:200]}")
+            except Exception as exc:  # any failure counts
+                self.failures.append(repr(exc))
+            time.sleep(0.05)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_):
+        self._stop.set()
+        self._thread.join(timeout=15)
+
+
+def test_apply_becomes_ready_and_serves_the_models_own_outputs(operator, namespace, versions, registry):
+    spec = manifest("cancer", model={"version": versions["v1"]},
+                    ingress={"host": "cancer.modelops.test", "path": "/"})
+    apply(namespace, spec)
+    st = wait_settled(namespace, "cancer", versions["v1"])
+    assert st["phase"] == "Ready", st
+    assert st["modelVersion"] == versions["v1"] and st["lastGoodModelVersion"] == versions["v1"]
+    assert condition(st, "Exported")["status"] == "True"
+    assert condition(st, "SmokeTestPassed")["status"] == "True"
+    assert len(st["export"]["sha256"]) == 64
+
+    expected = torch_outputs(registry, versions["v1"])
+    via_service = probabilities(infer(service_url(namespace, "cancer"), "cancer", ROWS))
+    np.testing.assert_allclose(via_service, expected, atol=1e-4)
+    via_ingress = probabilities(infer(f"http://127.0.0.1:{INGRESS_PORT}", "cancer", ROWS,
+                                      headers={"Host": "cancer.modelops.test"}))
+    np.testing.assert_allclose(via_ingress, expected, atol=1e-4)
+
+    dep = kget("deployment", "cancer", namespace)
+    owner = dep["metadata"]["ownerReferences"][0]
+    assert (owner["kind"], owner["name"]) == ("ModelDeployment", "cancer")
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_new_version_rolls_out_without_a_failed_request(operator, namespace, versions):
+    with Load(service_url(namespace, "cancer"), "cancer") as load:
+        time.sleep(1)
+        apply(namespace, manifest("cancer", model={"version": versions["v2"]},
+                                  ingress={"host": "cancer.modelops.test", "path": "/"}))
+        st = wait_settled(namespace, "cancer", versions["v2"])
+        time.sleep(2)
+    assert st["phase"] == "Ready", st
+    assert st["modelVersion"] == versions["v2"]
+    assert load.failures == [], load.failures[:5]
+    assert load.ok > 20 and versions["v2"] in load.versions
+
+
+def test_a_version_that_fails_smoke_checks_is_rolled_back_while_the_old_one_serves(operator, namespace, versions):
+    with Load(service_url(namespace, "cancer"), "cancer") as load:
+        apply(namespace, manifest("cancer", model={"version": versions["broken"]},
+                                  ingress={"host": "cancer.modelops.test", "path": "/"}))
+        st = wait_settled(namespace, "cancer", versions["broken"])
+    assert st["phase"] == "RolledBack", st
+    assert st["modelVersion"] == versions["v2"]
+    rolled = condition(st, "RolledBack")
+    assert rolled["status"] == "True" and rolled["reason"] == "SmokeCheckFailed"
+    assert "not finite" in rolled["message"]
+    assert [f for f in load.failures if "not finite" not in f and "nan" not in f.lower()] == []
+    dep = kget("deployment", "cancer", namespace)
+    assert dep["spec"]["template"]["metadata"]["annotations"]["modelops.io/model-version"] == versions["v2"]
+    events = kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=cancer",
+                     "-o", "json").stdout
+    assert "SmokeCheckFailed" in events and "RollingBack" in events
+    # settled: the same generation is not retried
+    time.sleep(5)
+    assert status(namespace, "cancer")["attempt"] == st["attempt"]
+
+
+def test_a_missing_version_fails_naming_it_and_creates_nothing(operator, namespace):
+    apply(namespace, manifest("ghost", model={"version": "999"}))
+    st = wait_settled(namespace, "ghost")
+    assert st["phase"] == "Failed"
+    assert "999" in condition(st, "Degraded")["message"]
+    assert kget("deployment", "ghost", namespace) is None
+    assert kget("service", "ghost", namespace) is None
+
+
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ({"model": {"version": "1", "alias": "champion"}}, "spec.model"),
+        ({"model": {"version": "1"}, "autoscaling": {"minReplicas": 5, "maxReplicas": 2}},
+         "spec.autoscaling.minReplicas"),
+        ({"model": {"version": "1"}, "export": {"quantize": "int4"}}, "spec.export.quantize"),
+    ],
+    ids=["version-and-alias", "min-above-max", "bad-quantize"],
+)
+def test_invalid_resources_are_rejected_by_the_api_server(cluster, namespace, spec, field):
+    res = apply(namespace, manifest("invalid", **spec), check=False)
+    assert res.returncode != 0
+    assert field in res.stderr, res.stderr
+    assert kget("modeldeployment", "invalid", namespace) is None
+
+
+def test_operator_killed_mid_rollout_converges_after_restart(operator, namespace, versions):
+    apply(namespace, manifest("restart", model={"version": versions["v1"]}))
+    wait_until("restart to start rolling out",
+               lambda: status(namespace, "restart").get("phase") in ("RollingOut", "Verifying", "Ready"))
+    operator.kill()
+    operator.start()
+    st = wait_settled(namespace, "restart", versions["v1"])
+    assert st["phase"] == "Ready", st
+    assert probabilities(infer(service_url(namespace, "restart"), "restart", ROWS)).shape == (len(ROWS), 2)
+
+
+def test_alias_move_rolls_forward(operator, namespace, versions, registry):
+    from modelops_training.registry import set_alias
+
+    apply(namespace, manifest("champion", model={"alias": "champion"}))
+    st = wait_settled(namespace, "champion", versions["v1"])
+    assert st["phase"] == "Ready", st
+    set_alias(MODEL, "champion", versions["v2"], tracking_uri=registry["local"])
+    st = wait_settled(namespace, "champion", versions["v2"], timeout=240)
+    assert st["phase"] == "Ready" and st["modelVersion"] == versions["v2"], st
+
+
+def test_deleting_the_modeldeployment_removes_everything_it_created(operator, namespace):
+    assert kget("deployment", "restart", namespace) is not None
+    kubectl("delete", "modeldeployment", "restart", "-n", namespace, "--wait=true", "--timeout=60s")
+    wait_until("children garbage-collected",
+               lambda: kget("deployment", "restart", namespace) is None and kget("service", "restart", namespace)
+               is None, timeout=120)
