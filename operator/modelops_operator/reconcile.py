@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any
 
@@ -123,11 +124,22 @@ async def _export(w: StatusWriter, md: ModelDeploymentSpec, version: str, tracki
         return None
     metrics.EXPORTS.labels("success").inc()
     metrics.EXPORT_SECONDS.observe(time.monotonic() - started)
-    parity = record.get("parity") or {}
+    parity = _json_safe(record.get("parity") or {})
     await w.update(export={"uri": record["onnx_uri"], "sha256": record["sha256"], "parity": parity})
     await w.conditions(("Exported", True, "ParityVerified",
                         f"version {version} exported to {record['onnx_uri']} (parity within tolerance)"))
     return record
+
+
+def _json_safe(value: Any) -> Any:
+    """Kubernetes rejects NaN/Infinity in JSON: spell non-finite numbers as strings."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
 
 
 def _export_sync(md: ModelDeploymentSpec, version: str, tracking_uri: str | None) -> dict[str, Any]:
