@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Images without a registry, built with the local docker engine and loaded into the cluster.
+#   images.sh cluster   the cluster's own images: pause, kube (the multi-call binary: CoreDNS,
+#                       metrics-server), traefik, and the Debian bookworm + Python 3.11 base image
+#   images.sh project   the project's Dockerfile.inference / Dockerfile.operator, built FROM that base
+source "$(dirname "$0")/../lib.sh"
+source "$ROOT/hack/cluster/env.sh"
+bash "$ROOT/hack/docker.sh"
+
+# binary_image IMAGE BINARY: a FROM-scratch image holding one static binary as its entrypoint
+binary_image() {
+  local image=$1 bin=$2 tmp name
+  docker image inspect "$image" >/dev/null 2>&1 && return 0
+  name=$(basename "$bin")
+  tmp=$(mktemp -d)
+  mkdir -p "$tmp/tmp" "$tmp/etc" && chmod 1777 "$tmp/tmp"
+  cp "$bin" "$tmp/$name"
+  printf 'root:x:0:0:root:/:/%s\nnobody:x:65534:65534:nobody:/:/%s\n' "$name" "$name" >"$tmp/etc/passwd"
+  printf 'root:x:0:\nnobody:x:65534:\n' >"$tmp/etc/group"
+  tar -C "$tmp" -c . | docker import -c "ENTRYPOINT [\"/$name\"]" - "$image" >/dev/null
+  rm -rf "$tmp"
+}
+
+case "${1:-cluster}" in
+  cluster)
+    step "cluster images: $PAUSE_IMAGE $(kube_image) $(traefik_image) $BASE_IMAGE"
+    binary_image "$PAUSE_IMAGE" "$(pause_bin)"
+    binary_image "$(kube_image)" "$(kube_bin)"
+    binary_image "$(traefik_image)" "$(traefik_bin)"
+    bash "$ROOT/hack/base-image.sh"
+    bash "$ROOT/hack/load-image.sh" "$PAUSE_IMAGE" "$(kube_image)" "$(traefik_image)" "$BASE_IMAGE"
+    ;;
+  project)
+    # Dockerfiles take their base image as a build ARG; the local cluster passes the local base.
+    built=()
+    for kind in inference operator; do
+      df=""
+      for f in "$ROOT/Dockerfile.$kind" "$ROOT/$kind/Dockerfile" "$ROOT/$kind/Dockerfile.$kind"; do
+        [[ -f "$f" ]] && { df=$f; break; }
+      done
+      if [[ -z "$df" ]]; then
+        step "no Dockerfile.$kind yet: skipped"
+        continue
+      fi
+      image="${IMAGE_PREFIX:-modelops}/$kind:${IMAGE_TAG:-dev}"
+      step "docker build ${df#"$ROOT"/} -> $image (base $BASE_IMAGE)"
+      bash "$ROOT/hack/base-image.sh"
+      docker build -q -f "$df" --build-arg "BASE_IMAGE=$BASE_IMAGE" --build-arg "PYTHON_BASE=$BASE_IMAGE" \
+        -t "$image" "$ROOT" >/dev/null
+      built+=("$image")
+    done
+    ((${#built[@]} == 0)) || bash "$ROOT/hack/load-image.sh" "${built[@]}"
+    ;;
+  *) die "usage: images.sh cluster|project" ;;
+esac

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# hack/load-image.sh IMAGE...: makes local docker images available to the cluster's nodes.
+#   local cluster (make cluster-up): imported into its containerd (docker save | ctr import)
+#   kind (context kind-*):            kind load docker-image
+#   any other cluster:                pushed to $IMAGE_REGISTRY (retagged REGISTRY/IMAGE)
+# Pods must not pull them: use a tag other than :latest, or imagePullPolicy: IfNotPresent/Never.
+source "$(dirname "$0")/lib.sh"
+source "$ROOT/hack/cluster/env.sh"
+(($#)) || die "usage: hack/load-image.sh IMAGE..."
+bash "$ROOT/hack/docker.sh"
+
+if [[ -S "$CTR_SOCK" ]] && "${CTR[@]}" version >/dev/null 2>&1 &&
+  [[ -z "${KUBECONFIG:-}" || "$KUBECONFIG" == "$KUBECONFIG_OUT" ]]; then
+  for image in "$@"; do
+    id=$(docker image inspect -f '{{.Id}}' "$image") || die "no docker image $image"
+    ref="docker.io/$image"
+    [[ "$image" == */*.*/* || "$image" == *.*/* ]] && ref=$image # already has a registry host
+    # skip an image containerd already holds with the same docker image ID
+    if "${CTR[@]}" images ls "name==$ref" 2>/dev/null | grep -q "modelops.image-id=$id"; then continue; fi
+    step "loading $image into the local cluster"
+    docker save "$image" | "${CTR[@]}" images import - >/dev/null
+    "${CTR[@]}" images label "$ref" "modelops.image-id=$id" >/dev/null
+  done
+elif [[ "$(kubectl config current-context 2>/dev/null)" == kind-* ]]; then
+  name=$(kubectl config current-context) && name=${name#kind-}
+  for image in "$@"; do kind load docker-image --name "$name" "$image"; done
+elif [[ -n "${IMAGE_REGISTRY:-}" ]]; then
+  for image in "$@"; do
+    docker tag "$image" "$IMAGE_REGISTRY/$image" && docker push "$IMAGE_REGISTRY/$image"
+    step "pushed $IMAGE_REGISTRY/$image: refer to it by that name in manifests"
+  done
+else
+  die "no local cluster, no kind context and no IMAGE_REGISTRY: cannot load $*"
+fi

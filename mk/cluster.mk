@@ -1,0 +1,21 @@
+# The local single-node Kubernetes (hack/cluster/README.md). CLUSTER=kind uses kind instead;
+# with KUBECONFIG set to another cluster, these targets use that cluster.
+.PHONY: cluster-build cluster-up cluster-down cluster-status images cluster-test
+
+cluster-build: ## build the cluster's binaries from the Go module proxy (cached in .cache/k8s)
+	@bash hack/cluster/build.sh
+
+cluster-up: ## start the local Kubernetes (kubeconfig: .data/cluster/kubeconfig)
+	@bash hack/cluster/up.sh
+
+cluster-down: ## stop the local Kubernetes and remove every trace of it from the host
+	@bash hack/cluster/down.sh
+
+cluster-status: ## nodes and pods of the cluster in use
+	@bash hack/cluster/status.sh
+
+images: ## build Dockerfile.inference / Dockerfile.operator on the local base image, load into the cluster
+	@bash hack/cluster/images.sh project
+
+cluster-test: ## cluster-up, tests/cluster, cluster-down
+	@bash hack/cluster/test.sh
