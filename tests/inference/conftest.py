@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fastapi.testclient import TestClient
+
+with warnings.catch_warnings():
+    # Starlette deprecates its httpx-based TestClient in favour of httpx2, which is not a dependency here.
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from fastapi.testclient import TestClient
 
 from modelops_inference.config import ServerConfig
 from modelops_inference.server import create_app

@@ -73,3 +73,22 @@ def two_inputs(path: Path) -> Path:
     inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 2]) for n in ("a", "b")]
     outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["batch", 2]) for n in ("sum", "product")]
     return save(_model(nodes, inputs, outputs, [], "two_inputs"), path)
+
+
+def slow(path: Path, width: int = 512, depth: int = 100) -> Path:
+    """float32 `input` [batch, 4] -> `output` [batch, 4] through `depth` width x width matmuls: about
+    25 M multiply-adds per row, so requests stay in flight long enough to signal the server meanwhile.
+    The result is the input again (the weights are scaled identity blocks)."""
+    up = np.zeros((FEATURES, width), np.float32)
+    up[:, :FEATURES] = np.eye(FEATURES)
+    square = np.eye(width, dtype=np.float32)
+    down = up.T.copy()
+    inits = [numpy_helper.from_array(up, "up"), numpy_helper.from_array(square, "square"),
+             numpy_helper.from_array(down, "down")]
+    nodes = [helper.make_node("MatMul", ["input", "up"], ["h0"])]
+    for i in range(depth):
+        nodes.append(helper.make_node("MatMul", [f"h{i}", "square"], [f"h{i + 1}"]))
+    nodes.append(helper.make_node("MatMul", [f"h{depth}", "down"], ["output"]))
+    inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", FEATURES])]
+    outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", FEATURES])]
+    return save(_model(nodes, inputs, outputs, inits, "slow"), path)

@@ -1,0 +1,236 @@
+"""The real `modelops-serve` process on real ONNX models, over loopback HTTP: serving, JSON logs,
+not-ready on a bad model, batching under concurrency, and graceful shutdown on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from . import models
+
+SERVE = str(Path(sys.executable).parent / "modelops-serve")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    def log_lines(self) -> list[dict]:
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
+
+    def wait_ready(self, timeout: float = 60) -> httpx.Response:
+        """Polls readiness until 200, or until the load finished unready (the body says why)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            with contextlib.suppress(httpx.TransportError):
+                response = httpx.get(self.url + "/v2/health/ready", timeout=5)
+                if response.status_code == 200 or "loading" not in response.json().get("reason", "loading"):
+                    return response
+            time.sleep(0.1)
+        raise TimeoutError(f"server not ready: {self.log.read_text()}")
+
+
+@contextlib.contextmanager
+def serve(tmp_path: Path, *args: str, env: dict | None = None):
+    port = free_port()
+    log = tmp_path / f"server-{port}.log"
+    environment = {**os.environ, "MODELOPS_PORT": str(port), "MODELOPS_HOST": "127.0.0.1", **(env or {})}
+    with log.open("wb") as out:
+        process = subprocess.Popen([SERVE, *args], stdout=out, stderr=subprocess.STDOUT, env=environment)
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    try:
+        yield server
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+
+
+def v2_body(rows: np.ndarray, request_id: str | None = None) -> dict:
+    body = {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
+                        "data": rows.ravel().tolist()}]}
+    if request_id is not None:
+        body["id"] = request_id
+    return body
+
+
+def outputs(response: httpx.Response) -> np.ndarray:
+    [out] = response.json()["outputs"]
+    return np.array(out["data"], dtype=np.float32).reshape(out["shape"])
+
+
+def test_help_documents_every_flag_and_its_environment_variable():
+    text = subprocess.run([SERVE, "--help"], capture_output=True, text=True, check=True).stdout
+    for flag in ("--model-uri", "--model-sha256", "--max-batch-size", "--max-batch-delay-ms", "--batching",
+                 "--intra-op-threads", "--max-body-bytes", "--port", "--drain-seconds", "--model-dir"):
+        assert flag in text
+    assert "MODELOPS_MODEL_URI" in text and "MLFLOW_TRACKING_URI" in text
+
+
+def test_serves_a_real_model_over_http_with_env_configuration(tmp_path, mlp_path, mlp_sha256):
+    env = {"MODELOPS_MODEL_URI": str(mlp_path), "MODELOPS_MODEL_NAME": "breast-cancer",
+           "MODELOPS_MODEL_VERSION": "2", "MODELOPS_MODEL_SHA256": mlp_sha256}
+    with serve(tmp_path, env=env) as server:
+        assert server.wait_ready().json() == {"ready": True}
+        rows = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
+        response = httpx.post(server.url + "/v2/models/breast-cancer/versions/2/infer", json=v2_body(rows, "r1"))
+        assert response.status_code == 200 and response.json()["id"] == "r1"
+        np.testing.assert_allclose(outputs(response), models.mlp_reference(rows), rtol=1e-5)
+        v1 = httpx.post(server.url + "/v1/models/breast-cancer:predict", json={"instances": rows.tolist()})
+        np.testing.assert_allclose(v1.json()["predictions"], models.mlp_reference(rows), rtol=1e-5)
+        bad = httpx.post(server.url + "/v2/models/breast-cancer/infer", content=b"{nope")
+        assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
+        assert "modelops_inference_requests_total" in httpx.get(server.url + "/metrics").text
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(15) == 0
+    lines = server.log_lines()
+    assert any(line.get("event") == "model_ready" and line["sha256"] == mlp_sha256 for line in lines)
+    [error] = [line for line in lines if line.get("event") == "request_error"]
+    assert error["level"] == "WARNING" and error["status"] == 400
+    assert "nope" not in json.dumps(lines)  # payloads are never logged
+
+
+def test_a_bad_sha256_keeps_the_process_live_but_not_ready_with_a_json_error_line(tmp_path, mlp_path):
+    with serve(tmp_path, "--model-uri", str(mlp_path), "--model-sha256", "a" * 64) as server:
+        ready = server.wait_ready()
+        assert ready.status_code == 400
+        assert "sha256 mismatch" in ready.json()["reason"]
+        assert httpx.get(server.url + "/v2/health/live").status_code == 200
+        time.sleep(0.2)
+        assert server.process.poll() is None
+    [line] = [x for x in server.log_lines() if x["level"] == "ERROR"]
+    assert line["event"] == "model_load_failed" and "sha256 mismatch" in line["error"]
+
+
+def test_debug_level_logs_one_line_per_request_without_payloads(tmp_path, mlp_path):
+    with serve(tmp_path, "--model-uri", str(mlp_path), "--log-level", "debug") as server:
+        server.wait_ready()
+        httpx.post(server.url + "/v2/models/mlp/infer", json=v2_body(np.full((1, 4), 0.123456, np.float32)))
+    lines = [x for x in server.log_lines() if x.get("event") == "request" and x["endpoint"] == "infer"]
+    assert len(lines) == 1 and lines[0]["status"] == 200 and lines[0]["duration_ms"] > 0
+    assert "0.123456" not in server.log.read_text()
+
+
+async def _concurrent_infer(url: str, payloads: list[np.ndarray], concurrency: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+        return await asyncio.gather(*(client.post(url, json=v2_body(p, str(i))) for i, p in enumerate(payloads)))
+
+
+def test_batching_returns_each_caller_its_own_rows_under_concurrency(tmp_path, mlp_path):
+    rng = np.random.default_rng(7)
+    payloads = [rng.normal(size=(int(rng.integers(1, 4)), 4)).astype(np.float32) for _ in range(256)]
+    args = ("--model-uri", str(mlp_path), "--max-batch-size", "32", "--max-batch-delay-ms", "20")
+    with serve(tmp_path, *args) as server:
+        server.wait_ready()
+        responses = asyncio.run(_concurrent_infer(server.url + "/v2/models/mlp/infer", payloads, 64))
+        for i, (rows, response) in enumerate(zip(payloads, responses, strict=True)):
+            assert response.status_code == 200 and response.json()["id"] == str(i)
+            np.testing.assert_allclose(outputs(response), models.mlp_reference(rows), rtol=1e-5)
+        metrics = httpx.get(server.url + "/metrics").text
+    runs = _sample(metrics, "modelops_inference_batch_requests_count")
+    assert _sample(metrics, "modelops_inference_batch_requests_sum") == len(payloads)
+    assert runs < len(payloads), "concurrent requests were never merged"
+    assert _sample(metrics, 'modelops_inference_batch_rows_bucket{le="32.0"') == runs
+
+
+def _sample(text: str, prefix: str) -> float:
+    [line] = [x for x in text.splitlines() if x.startswith(prefix)]
+    return float(line.rsplit(" ", 1)[1])
+
+
+async def _load_until_unready(url: str, clients: int) -> tuple[list, list, float]:
+    """Clients send requests back to back until readiness fails (as a Kubernetes endpoint controller
+    would then stop routing to the pod); returns (results, errors, time readiness failed)."""
+    stop = asyncio.Event()
+    results, errors = [], []
+    unready_at = 0.0
+
+    async def client_loop(client: httpx.AsyncClient, n: int) -> None:
+        i = 0
+        while not stop.is_set():
+            rows = np.full((1, 4), n * 1000 + i, np.float32)
+            try:
+                response = await client.post(url + "/v2/models/mlp/infer", json=v2_body(rows))
+                results.append((time.monotonic(), rows, response.status_code, outputs(response)))
+            except Exception as e:  # noqa: BLE001 - any failure is a lost request
+                errors.append(repr(e))
+            i += 1
+
+    async def watch(client: httpx.AsyncClient) -> None:
+        nonlocal unready_at
+        while (await client.get(url + "/v2/health/ready")).status_code == 200:
+            await asyncio.sleep(0.02)
+        unready_at = time.monotonic()
+        stop.set()
+
+    async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=clients + 1)) as client:
+        await asyncio.gather(watch(client), *(client_loop(client, n) for n in range(clients)))
+    return results, errors, unready_at
+
+
+def test_sigterm_during_load_fails_readiness_first_and_loses_no_request(tmp_path, mlp_path):
+    with serve(tmp_path, "--model-uri", str(mlp_path), "--drain-seconds", "1.5") as server:
+        server.wait_ready()
+
+        async def scenario():
+            load = asyncio.create_task(_load_until_unready(server.url, 16))
+            await asyncio.sleep(1.0)
+            signalled = time.monotonic()
+            server.process.send_signal(signal.SIGTERM)
+            return signalled, await load
+
+        signalled, (results, errors, unready_at) = asyncio.run(scenario())
+        assert server.process.wait(20) == 0
+    assert errors == []
+    assert len(results) > 50
+    assert all(status == 200 for _, _, status, _ in results)
+    for _, rows, _, out in results:
+        np.testing.assert_allclose(out, models.mlp_reference(rows), rtol=1e-5)
+    assert signalled <= unready_at
+    assert any(t > signalled for t, *_ in results), "no request was in flight when SIGTERM came"
+
+
+def test_in_flight_requests_finish_after_sigterm(tmp_path):
+    slow = models.slow(tmp_path / "slow.onnx")
+    payloads = [np.full((64, 4), i, np.float32) for i in range(6)]
+    with serve(tmp_path, "--model-uri", str(slow), "--model-name", "mlp", "--batching", "false") as server:
+        server.wait_ready()
+
+        async def scenario():
+            sending = asyncio.create_task(_concurrent_infer(server.url + "/v2/models/mlp/infer", payloads, 6))
+            await asyncio.sleep(0.15)
+            server.process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            responses = await sending
+            return responses, time.monotonic() - signalled
+
+        responses, finished_after = asyncio.run(scenario())
+        assert server.process.wait(30) == 0
+        assert finished_after > 0.05, "the requests were not in flight when SIGTERM came"
+    for rows, response in zip(payloads, responses, strict=True):
+        assert response.status_code == 200
+        np.testing.assert_allclose(outputs(response), rows)
+    events = [x.get("event") for x in server.log_lines()]
+    assert "draining" in events
