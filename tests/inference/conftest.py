@@ -11,7 +11,7 @@ import pytest
 
 with warnings.catch_warnings():
     # Starlette deprecates its httpx-based TestClient in favour of httpx2, which is not a dependency here.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
     from fastapi.testclient import TestClient
 
 from modelops_inference.config import ServerConfig

@@ -1,0 +1,14 @@
+# Inference server (inference/, Dockerfile.inference, benchmarks/inference.py).
+.PHONY: inference-test inference-image inference-wheels inference-bench
+
+inference-test: setup ## inference server tests (the image test included: needs docker)
+	@bash hack/docker.sh && .venv/bin/pytest tests/inference
+
+inference-wheels: setup ## download the inference image's wheels into .cache/wheels/inference (offline builds)
+	@bash inference/build-image.sh wheels
+
+inference-image: setup ## build Dockerfile.inference on the local base image as modelops/inference:dev
+	@bash hack/docker.sh && bash inference/build-image.sh modelops/inference:dev
+
+inference-bench: setup ## benchmark modelops-serve vs raw onnxruntime, mlflow models serve, torch eager
+	@.venv/bin/python benchmarks/inference.py
