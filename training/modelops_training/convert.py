@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,12 +175,12 @@ def _keep_outputs(proto, keep: list[str], rename_to: str) -> None:
     for out in list(proto.graph.output):
         if out.name not in keep:
             proto.graph.output.remove(out)
-    if len(keep) == 1:
+    if len(keep) == 1 and keep[0] != rename_to:
         old = keep[0]
         proto.graph.node.append(helper.make_node("Identity", [old], [rename_to]))
         proto.graph.output[0].name = rename_to
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip() or type(exc).__name__
     return text.splitlines()[0][:300]

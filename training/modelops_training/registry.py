@@ -38,7 +38,13 @@ def register(model_uri: str, name: str, *, run_id: str, tracking_uri: str) -> st
         except MlflowException as exc:
             if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
                 raise
-        mv = mc.create_model_version(name, source=model_uri, run_id=run_id)
+        source, model_id = model_uri, None
+        if model_uri.startswith("models:/m-"):
+            # MLflow resolves models:/m-<id> sources through the *global* tracking URI; resolve
+            # it with our bound client instead so registration works whatever the process state.
+            model_id = model_uri.removeprefix("models:/").strip("/")
+            source = mc.get_logged_model(model_id).artifact_location
+        mv = mc.create_model_version(name, source=source, run_id=run_id, model_id=model_id)
         return str(mv.version)
 
     return call_with_retries(create, what=f"register a version of {name!r}", tracking_uri=tracking_uri)

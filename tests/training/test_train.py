@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from modelops_training.datasets import load_dataset
+from modelops_training.errors import TrainingError
+from modelops_training.models import build_model
+from modelops_training.train import TrainConfig, fit, seed_everything, train
+from tests.training.conftest import BC, DIGITS
+
+
+def _client(store):
+    from mlflow import MlflowClient
+
+    return MlflowClient(store.uri, registry_uri=store.uri)
+
+
+@pytest.mark.parametrize(
+    "fixture, name, epochs, shape", [("bc_v1", BC, 3, [-1, 30]), ("digits_v1", DIGITS, 2, [-1, 1, 8, 8])]
+)
+def test_training_logs_metrics_plots_and_a_registered_model(request, local, store, fixture, name, epochs, shape):
+    from mlflow.models import Model
+
+    result = request.getfixturevalue(fixture)
+    mc = _client(store)
+    run = mc.get_run(result.run_id)
+    assert run.data.params["epochs"] == str(epochs)
+    for metric in ("train_loss", "val_loss", "val_accuracy", "val_f1", "val_roc_auc"):
+        assert [m.step for m in mc.get_metric_history(result.run_id, metric)] == list(range(1, epochs + 1))
+    assert {"test_accuracy", "test_f1", "test_roc_auc", "test_loss"} <= set(run.data.metrics)
+    assert result.test_metrics["test_accuracy"] > 0.5
+    plots = {a.path for a in mc.list_artifacts(result.run_id, "plots")}
+    assert plots == {"plots/confusion_matrix.png", "plots/learning_curves.png"}
+
+    assert (result.version, result.registered_uri) == ("1", f"models:/{name}/1")
+    assert str(mc.get_model_version_by_alias(name, "champion").version) == "1"
+    spec = Model.load(result.registered_uri).signature
+    assert list(spec.inputs.inputs[0].shape) == shape
+    assert spec.inputs.inputs[0].type == np.dtype("float32")
+
+
+def test_input_example_covers_every_class(local, bc_v1, digits_v1):
+    import mlflow
+    from mlflow.models import Model
+
+    for result, classes in ((bc_v1, 2), (digits_v1, 10)):
+        local = mlflow.artifacts.download_artifacts(result.model_uri, tracking_uri=result.tracking_uri)
+        example = Model.load(local).load_input_example(local)
+        model = mlflow.pytorch.load_model(local)
+        import torch
+
+        probs = model(torch.from_numpy(np.asarray(example, dtype=np.float32))).detach().numpy()
+        assert probs.shape == (len(example), classes)
+        assert len(example) >= classes
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_same_seed_same_training():
+    data = load_dataset("breast_cancer", seed=5)
+    histories = []
+    for _ in range(2):
+        gen = seed_everything(5)
+        model = build_model("breast_cancer", data.input_shape, data.num_classes)
+        model.fit_scaler(data.x_train)
+        histories.append(fit(model, data, TrainConfig("breast_cancer", epochs=2, progress=False), gen))
+    assert histories[0] == histories[1]
+
+
+def test_alias_without_register_is_refused(store):
+    with pytest.raises(TrainingError, match="need --register"):
+        train(TrainConfig("digits", epochs=1, alias="champion", tracking_uri=store.uri))
