@@ -19,6 +19,10 @@ class ModelNotFound(InferenceError):
     """The request names a model or version this server does not serve."""
 
 
+class MethodNotAllowed(InferenceError):
+    """An inference path was asked with a method other than POST."""
+
+
 class PayloadTooLarge(InferenceError):
     """The request body is larger than `--max-body-bytes`."""
 
@@ -38,6 +42,7 @@ class ModelLoadError(InferenceError):
 STATUS_CODES: dict[type[InferenceError], int] = {
     InvalidInput: 400,
     ModelNotFound: 404,
+    MethodNotAllowed: 405,
     PayloadTooLarge: 413,
     InferenceFailed: 422,
     ModelNotReady: 503,

@@ -1,6 +1,9 @@
-"""The HTTP server: FastAPI routes for the Open Inference Protocol v2 and KServe v1, the lifespan that
-loads the model in the background, per-request metrics and logs, and a uvicorn server that drains on
-SIGTERM (readiness fails first, in-flight requests finish, then the process exits).
+"""The HTTP server: the Open Inference Protocol v2 and KServe v1 over uvicorn, the lifespan that loads
+the model in the background, per-request metrics and logs, and a uvicorn server that drains on SIGTERM
+(readiness fails first, in-flight requests finish, then the process exits).
+
+Inference requests take a lean ASGI path (`InferenceApp`); health, metadata and metrics are FastAPI
+routes. Both answer errors through the one table in `errors.py`.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import signal
 import threading
 import time
@@ -24,11 +28,14 @@ from modelops_inference.batching import Batcher, Runner
 from modelops_inference.config import ServerConfig
 from modelops_inference.errors import (
     InferenceError,
+    InvalidInput,
+    MethodNotAllowed,
     ModelNotFound,
     ModelNotReady,
     PayloadTooLarge,
     status_code,
 )
+from modelops_inference.http import CoalescingHttpToolsProtocol
 from modelops_inference.metrics import CONTENT_TYPE, Metrics
 from modelops_inference.runtime import PLATFORM, ModelRuntime
 
@@ -130,61 +137,137 @@ class ModelServer:
         return self.runner
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing (413) anything over `limit` bytes before reading it when the length
-    is declared, and as soon as it is exceeded when streamed."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(f"request body is {declared} bytes; the limit is {limit} (--max-body-bytes)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
-        chunks.append(chunk)
-    return b"".join(chunks)
+INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
+PREDICT_PATH = re.compile(r"^/v1/models/([^/]+):predict$")
+JSON_HEADERS = [(b"content-type", JSON.encode())]
 
 
-class RequestMetrics:
-    """Pure ASGI middleware: counts and times every request by route, tracks inference requests in
-    flight, and logs one line per request at debug level (never the payload)."""
+class InferenceApp:
+    """The outermost ASGI app. Inference requests (v2 infer, v1 predict) are served here directly: the
+    hot path skips FastAPI's routing and dependency machinery, which otherwise costs more than parsing,
+    running the model and encoding the answer together. Everything else (health, metadata, metrics,
+    lifespan) goes to the FastAPI app. Every request is counted and timed by endpoint and status, and
+    logged at debug level (never its payload)."""
 
-    def __init__(self, app, server: ModelServer):
-        self.app = app
+    def __init__(self, api: FastAPI, server: ModelServer):
+        self.api = api
         self.server = server
+        self.state = api.state
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] == "/metrics":
-            return await self.app(scope, receive, send)
+            return await self.api(scope, receive, send)
         started = time.perf_counter()
-        status = 500
-        inference = scope["method"] == "POST"
+        path = scope["path"]
+        if (match := INFER_PATH.match(path)) is not None:
+            endpoint, status = "infer", await self._inference(scope, receive, send, match, v2=True)
+        elif (match := PREDICT_PATH.match(path)) is not None:
+            endpoint, status = "predict", await self._inference(scope, receive, send, match, v2=False)
+        else:
+            endpoint, status = await self._api(scope, receive, send)
+        seconds = time.perf_counter() - started
+        self.server.metrics.observe_request(endpoint, status, seconds)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("request", extra={"event": "request", "method": scope["method"], "path": path,
+                                        "endpoint": endpoint, "status": status,
+                                        "duration_ms": round(seconds * 1000, 3)})
 
-        async def send_wrapper(message):
+    async def _api(self, scope, receive, send) -> tuple[str, int]:
+        status = 500
+
+        async def send_status(message):
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
 
-        metrics = self.server.metrics
-        if inference:
-            metrics.in_flight_child.inc()
+        await self.api(scope, receive, send_status)
+        route = scope.get("route")
+        return getattr(route, "name", None) or "unmatched", status
+
+    async def _inference(self, scope, receive, send, match: re.Match, v2: bool) -> int:
+        in_flight = self.server.metrics.in_flight_child
+        in_flight.inc()
         try:
-            await self.app(scope, receive, send_wrapper)
+            if scope["method"] != "POST":
+                raise MethodNotAllowed(f"{scope['method']} {scope['path']}: Method Not Allowed; use POST")
+            if v2:
+                body = await infer_v2(self.server, match.group(1), match.group(2), scope, receive)
+            else:
+                body = await predict_v1(self.server, match.group(1), scope, receive)
+            status = 200
+        except InferenceError as error:
+            status = status_code(error)
+            log_error(scope["path"], status, error)
+            body = protocol.error_body(str(error))
+        except Exception as error:  # noqa: BLE001 - answered as a 500 and logged with its traceback
+            status = 500
+            log.exception("unexpected error", extra={"event": "request_error", "path": scope["path"],
+                                                     "status": 500})
+            body = protocol.error_body(f"internal error: {type(error).__name__}")
         finally:
-            if inference:
-                metrics.in_flight_child.dec()
-            route = scope.get("route")
-            endpoint = getattr(route, "name", None) or "unmatched"
-            seconds = time.perf_counter() - started
-            metrics.observe_request(endpoint, status, seconds)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("request", extra={"event": "request", "method": scope["method"],
-                                            "path": scope["path"], "endpoint": endpoint, "status": status,
-                                            "duration_ms": round(seconds * 1000, 3)})
+            in_flight.dec()
+        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        if status == 405:
+            headers.append((b"allow", b"POST"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return status
 
 
-def create_app(config: ServerConfig, server: ModelServer | None = None) -> FastAPI:
+def log_error(path: str, status: int, error: Exception) -> None:
+    log.log(logging.ERROR if status >= 500 else logging.WARNING, str(error),
+            extra={"event": "request_error", "path": path, "status": status, "error_type": type(error).__name__})
+
+
+async def read_body(scope, receive, limit: int) -> bytes:
+    """The request body, refusing (413) anything over `limit` bytes: before reading it when its length
+    is declared, and as soon as the limit is passed when it is streamed."""
+    for key, value in scope["headers"]:
+        if key == b"content-length" and value.isdigit() and int(value) > limit:
+            raise PayloadTooLarge(f"request body is {int(value)} bytes; the limit is {limit} (--max-body-bytes)")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise InvalidInput("client disconnected before sending the whole body")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes (--max-body-bytes)")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+async def infer_v2(server: ModelServer, name: str, version: str | None, scope, receive) -> bytes:
+    server.check_model(name, version)
+    runner = server.loaded_runner()
+    runtime = server.runtime
+    runner.arriving += 1
+    try:
+        body = await read_body(scope, receive, server.config.max_body_bytes)
+        parsed = protocol.parse_v2_request(protocol.parse_json(body), runtime.inputs, runtime.outputs)
+    finally:
+        runner.arriving -= 1
+    outputs = await runner.submit(parsed.inputs)
+    return protocol.v2_response(name, server.config.model_version, parsed, outputs)
+
+
+async def predict_v1(server: ModelServer, name: str, scope, receive) -> bytes:
+    server.check_model(name, None)
+    runner = server.loaded_runner()
+    runner.arriving += 1
+    try:
+        body = await read_body(scope, receive, server.config.max_body_bytes)
+        inputs = protocol.parse_v1_request(protocol.parse_json(body), server.runtime.inputs)
+    finally:
+        runner.arriving -= 1
+    return protocol.v1_response(await runner.submit(inputs))
+
+
+def create_app(config: ServerConfig, server: ModelServer | None = None) -> InferenceApp:
+    """The ASGI app: `InferenceApp` in front of the FastAPI app (reachable as `.api`)."""
     server = server or ModelServer(config)
 
     @contextlib.asynccontextmanager
@@ -197,24 +280,21 @@ def create_app(config: ServerConfig, server: ModelServer | None = None) -> FastA
                 starting.cancel()
             await server.stop()
 
-    app = FastAPI(title=SERVER_NAME, version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
+    api = FastAPI(title=SERVER_NAME, version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
-    app.state.server = server
-    app.add_middleware(RequestMetrics, server=server)
-    _add_error_handlers(app)
-    _add_health_routes(app, server)
-    _add_v2_routes(app, server)
-    _add_v1_routes(app, server)
-    return app
+    api.state.server = server
+    _add_error_handlers(api)
+    _add_health_routes(api, server)
+    _add_v2_routes(api, server)
+    _add_v1_routes(api, server)
+    return InferenceApp(api, server)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InferenceError)
     async def inference_error(request: Request, error: InferenceError) -> Response:
         status = status_code(error)
-        log.log(logging.ERROR if status >= 500 else logging.WARNING, str(error),
-                extra={"event": "request_error", "path": request.url.path, "status": status,
-                       "error_type": type(error).__name__})
+        log_error(request.url.path, status, error)
         return json_response(protocol.error_body(str(error)), status)
 
     @app.exception_handler(StarletteHTTPException)
@@ -267,20 +347,6 @@ def _model_metadata(server: ModelServer, name: str, version: str | None) -> Resp
     })
 
 
-async def _infer(server: ModelServer, request: Request, name: str, version: str | None) -> Response:
-    server.check_model(name, version)
-    runner = server.loaded_runner()
-    runtime = server.runtime
-    runner.arriving += 1
-    try:
-        body = await read_body(request, server.config.max_body_bytes)
-        parsed = protocol.parse_v2_request(protocol.parse_json(body), runtime.inputs, runtime.outputs)
-    finally:
-        runner.arriving -= 1
-    outputs = await runner.submit(parsed.inputs)
-    return json_response(protocol.v2_response(name, server.config.model_version, parsed, outputs))
-
-
 def _add_v2_routes(app: FastAPI, server: ModelServer) -> None:
     @app.get("/v2", name="server_metadata")
     async def server_metadata() -> Response:
@@ -302,14 +368,6 @@ def _add_v2_routes(app: FastAPI, server: ModelServer) -> None:
     async def model_version_ready(name: str, version: str) -> Response:
         return _model_ready(server, name, version)
 
-    @app.post("/v2/models/{name}/infer", name="infer")
-    async def infer(request: Request, name: str) -> Response:
-        return await _infer(server, request, name, None)
-
-    @app.post("/v2/models/{name}/versions/{version}/infer", name="infer")
-    async def infer_version(request: Request, name: str, version: str) -> Response:
-        return await _infer(server, request, name, version)
-
 
 def _add_v1_routes(app: FastAPI, server: ModelServer) -> None:
     @app.get("/v1/models", name="v1_models")
@@ -319,19 +377,6 @@ def _add_v1_routes(app: FastAPI, server: ModelServer) -> None:
     @app.get("/v1/models/{name}", name="v1_model_ready")
     async def v1_model_ready(name: str) -> Response:
         return _model_ready(server, name, None)
-
-    @app.post("/v1/models/{name}:predict", name="predict")
-    async def predict(request: Request, name: str) -> Response:
-        server.check_model(name, None)
-        runner = server.loaded_runner()
-        runner.arriving += 1
-        try:
-            body = await read_body(request, server.config.max_body_bytes)
-            inputs = protocol.parse_v1_request(protocol.parse_json(body), server.runtime.inputs)
-        finally:
-            runner.arriving -= 1
-        outputs = await runner.submit(inputs)
-        return json_response(protocol.v1_response(outputs))
 
 
 class DrainingServer(uvicorn.Server):
@@ -366,6 +411,7 @@ def serve(config: ServerConfig) -> None:
     app = create_app(config, server)
     uv_config = uvicorn.Config(
         app, host=config.host, port=config.port, log_config=None, access_log=False,
+        http=CoalescingHttpToolsProtocol,
         timeout_graceful_shutdown=config.graceful_timeout_seconds, server_header=False,
         log_level=config.log_level,
     )

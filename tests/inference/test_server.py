@@ -86,7 +86,7 @@ def test_v1_predict_returns_one_prediction_per_instance(client):
         ("post", "/v1/models/mlp:predict", {"instances": []}, 400, "instances: empty batch"),
         ("post", "/v1/models/mlp:predict", {"instances": [[1, 2]]}, 400, "shape [-1, 4] expected"),
         ("get", "/v3/nothing", None, 404, "GET /v3/nothing: Not Found"),
-        ("get", "/v2/models/mlp/infer", None, 405, "GET /v2/models/mlp/infer: Method Not Allowed"),
+        ("get", "/v2/models/mlp/infer", None, 405, "GET /v2/models/mlp/infer: Method Not Allowed; use POST"),
     ],
 )
 def test_bad_requests_get_a_json_4xx_naming_the_problem(client, method, path, body, status, message):

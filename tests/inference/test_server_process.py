@@ -214,21 +214,24 @@ def test_sigterm_during_load_fails_readiness_first_and_loses_no_request(tmp_path
 
 def test_in_flight_requests_finish_after_sigterm(tmp_path):
     slow = models.slow(tmp_path / "slow.onnx")
-    payloads = [np.full((64, 4), i, np.float32) for i in range(6)]
+    payloads = [np.full((64, 4), i, np.float32) for i in range(8)]
     with serve(tmp_path, "--model-uri", str(slow), "--model-name", "mlp", "--batching", "false") as server:
         server.wait_ready()
 
         async def scenario():
-            sending = asyncio.create_task(_concurrent_infer(server.url + "/v2/models/mlp/infer", payloads, 6))
-            await asyncio.sleep(0.15)
+            sending = asyncio.create_task(_concurrent_infer(server.url + "/v2/models/mlp/infer", payloads, 8))
+            async with httpx.AsyncClient() as client:
+                in_flight = 0.0
+                while in_flight < 4 and not sending.done():
+                    metrics = (await client.get(server.url + "/metrics")).text
+                    in_flight = _sample(metrics, "modelops_inference_requests_in_flight{")
+            assert not sending.done(), "the requests finished before any was seen in flight"
             server.process.send_signal(signal.SIGTERM)
-            signalled = time.monotonic()
-            responses = await sending
-            return responses, time.monotonic() - signalled
+            return in_flight, await sending
 
-        responses, finished_after = asyncio.run(scenario())
+        in_flight, responses = asyncio.run(scenario())
         assert server.process.wait(30) == 0
-        assert finished_after > 0.05, "the requests were not in flight when SIGTERM came"
+    assert in_flight >= 4
     for rows, response in zip(payloads, responses, strict=True):
         assert response.status_code == 200
         np.testing.assert_allclose(outputs(response), rows)
