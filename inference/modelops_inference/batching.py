@@ -84,64 +84,74 @@ class Batcher(Runner):
         super().__init__(run, observe, threads=1)
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
-        self._queue: asyncio.Queue[_Item | None] = asyncio.Queue()
-        self._held: collections.deque[_Item] = collections.deque()
+        self._items: collections.deque[_Item] = collections.deque()
+        self._waiter: asyncio.Future | None = None
+        self._stopping = False
         self._worker: asyncio.Task | None = None
 
     async def start(self) -> None:
         self._worker = asyncio.create_task(self._work(), name="batcher")
 
     async def stop(self) -> None:
+        """Runs what is queued, then stops the worker."""
+        self._stopping = True
         if self._worker is not None:
-            self._queue.put_nowait(None)
+            self._wake()
             await self._worker
             self._worker = None
-        for item in list(self._held) + _drain(self._queue):
-            if not item.future.done():
-                item.future.set_exception(ModelNotReady("server is shutting down"))
         await super().stop()
 
     async def submit(self, inputs: Arrays) -> Arrays:
-        if self._worker is None:
-            raise ModelNotReady("batcher is not running")
+        if self._worker is None or self._stopping:
+            raise ModelNotReady("server is shutting down")
         future = asyncio.get_running_loop().create_future()
         rows = next(iter(inputs.values())).shape[0]
-        self._queue.put_nowait(_Item(inputs, rows, _key(inputs), future))
+        self._items.append(_Item(inputs, rows, _key(inputs), future))
+        self._wake()
         return await future
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def _wait(self, timeout: float | None) -> None:
+        """Until a request is queued (or stop), at most `timeout` seconds; cheaper than Queue + wait_for."""
+        loop = asyncio.get_running_loop()
+        self._waiter = loop.create_future()
+        timer = loop.call_later(timeout, self._wake) if timeout is not None else None
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def _work(self) -> None:
         while True:
-            first = self._held.popleft() if self._held else await self._queue.get()
-            if first is None:
-                return
-            batch, stop = await self._gather(first)
-            await self._run_batch(batch)
-            if stop:
-                return
+            while not self._items:
+                if self._stopping:
+                    return
+                await self._wait(None)
+            await self._run_batch(await self._gather())
 
-    async def _gather(self, first: _Item) -> tuple[list[_Item], bool]:
-        """More requests for `first`'s batch; the flag says the stop sentinel was seen."""
+    async def _gather(self) -> list[_Item]:
+        """The oldest request and those that can join it (same trailing shapes, within the row limit)."""
+        first = self._items.popleft()
         batch, rows = [first], first.rows
         deadline = first.enqueued + self.max_delay_s
         while rows < self.max_batch_size:
-            try:
-                item = self._queue.get_nowait()
-            except asyncio.QueueEmpty:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self.arriving <= 0:
-                    break
-                try:
-                    item = await asyncio.wait_for(self._queue.get(), remaining)
-                except TimeoutError:
-                    break
-            if item is None:
-                return batch, True
-            if item.key != first.key or rows + item.rows > self.max_batch_size:
-                self._held.append(item)
+            if self._items:
+                item = self._items[0]
+                if item.key != first.key or rows + item.rows > self.max_batch_size:
+                    break  # it leads the next batch
+                batch.append(self._items.popleft())
+                rows += item.rows
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or self.arriving <= 0 or self._stopping:
                 break
-            batch.append(item)
-            rows += item.rows
-        return batch, False
+            await self._wait(remaining)
+        return batch
 
     async def _run_batch(self, batch: list[_Item]) -> None:
         batch = [i for i in batch if not i.future.done()]  # callers that went away
@@ -179,12 +189,3 @@ class Batcher(Runner):
 def _fail(item: _Item, error: BaseException) -> None:
     if not item.future.done():
         item.future.set_exception(error)
-
-
-def _drain(queue: asyncio.Queue) -> list[_Item]:
-    items = []
-    while not queue.empty():
-        item = queue.get_nowait()
-        if item is not None:
-            items.append(item)
-    return items

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import orjson
 
 from modelops_inference.errors import InvalidInput
 
@@ -78,8 +79,8 @@ def parse_json(body: bytes) -> Any:
     if not body:
         raise InvalidInput("request body is empty; expected a JSON object")
     try:
-        return json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as e:
         raise InvalidInput(f"request body is not valid JSON: {e}") from None
 
 
@@ -238,16 +239,18 @@ def v2_response(model_name: str, model_version: str, request: InferRequest,
 
 
 def tensor_json(name: str, array: np.ndarray) -> dict[str, Any]:
+    """One output tensor, its data flattened row-major (numpy arrays are encoded by `dumps`)."""
     datatype = NUMPY_TO_V2.get(array.dtype, "BYTES")
-    data = array.ravel().tolist()
     if datatype == "BYTES":
-        data = [v.decode() if isinstance(v, bytes) else str(v) for v in data]
+        data: Any = [v.decode() if isinstance(v, bytes) else str(v) for v in array.ravel().tolist()]
+    else:
+        data = np.ascontiguousarray(array).ravel()
     return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
 
 
 def v1_response(outputs: dict[str, np.ndarray]) -> bytes:
     if len(outputs) == 1:
-        return dumps({"predictions": next(iter(outputs.values())).tolist()})
+        return dumps({"predictions": np.ascontiguousarray(next(iter(outputs.values())))})
     columns = {name: a.tolist() for name, a in outputs.items()}
     rows = len(next(iter(columns.values())))
     return dumps({"predictions": [{n: c[i] for n, c in columns.items()} for i in range(rows)]})
@@ -258,7 +261,14 @@ def error_body(message: str) -> bytes:
 
 
 def dumps(body: Any) -> bytes:
-    return json.dumps(body, separators=(",", ":")).encode()
+    """Compact JSON; numpy arrays are written natively (float32 as its shortest repr, NaN as null)."""
+    return orjson.dumps(body, default=_tolist, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def _tolist(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()  # dtypes orjson does not write natively
+    raise TypeError(f"cannot encode {type(value).__name__} as JSON")
 
 
 def _type(value: Any) -> str:
