@@ -201,6 +201,9 @@ async def _load(port: int, request: bytes, total: int, clients: int) -> tuple[np
 
 
 def run_load(port: int, path: str, body: bytes, total: int, clients: int, rows_per_request: int) -> dict:
+    import uvloop  # a modelops-inference dependency; the cheaper the client, the more CPU the server gets
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     request = http_request(port, path, body)
     asyncio.run(_load(port, request, min(500, total), clients))  # warm-up
     latencies, elapsed, errors, sample = asyncio.run(_load(port, request, total, clients))
