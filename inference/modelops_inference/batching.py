@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -55,12 +54,14 @@ def _run_checked(run: RunFn, inputs: Arrays) -> Arrays:
 
 
 class Runner:
-    """Runs each request on its own (batching off): one model run per request, several in parallel."""
+    """Runs each request on its own (batching off): one model run per request, in a model thread so the
+    event loop keeps serving meanwhile. One thread by default: on few cores more threads only contend
+    for the GIL with the event loop; parallelism inside a run comes from `--intra-op-threads`."""
 
-    def __init__(self, run: RunFn, observe: Observer | None = None, threads: int | None = None):
+    def __init__(self, run: RunFn, observe: Observer | None = None, threads: int = 1):
         self._run = run
         self._observe = observe or (lambda rows, requests, seconds: None)
-        self._executor = ThreadPoolExecutor(threads or os.cpu_count() or 1, thread_name_prefix="model-run")
+        self._executor = ThreadPoolExecutor(threads, thread_name_prefix="model-run")
         self.arriving = 0
 
     async def start(self) -> None:
