@@ -231,6 +231,9 @@ async def read_body(scope, receive, limit: int) -> bytes:
     for key, value in scope["headers"]:
         if key == b"content-length" and value.isdigit() and int(value) > limit:
             raise PayloadTooLarge(f"request body is {int(value)} bytes; the limit is {limit} (--max-body-bytes)")
+        if key == b"inference-header-content-length":
+            raise InvalidInput("the binary tensor data extension (Inference-Header-Content-Length) is not "
+                               "supported; send the tensors as JSON")
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -416,7 +419,7 @@ def serve(config: ServerConfig) -> None:
     app = create_app(config, server)
     uv_config = uvicorn.Config(
         app, host=config.host, port=config.port, log_config=None, access_log=False,
-        http=CoalescingHttpToolsProtocol,
+        http=CoalescingHttpToolsProtocol, proxy_headers=False,
         timeout_graceful_shutdown=config.graceful_timeout_seconds, server_header=False,
         log_level=config.log_level,
     )

@@ -108,6 +108,13 @@ def test_a_body_over_the_limit_is_413(mlp_path):
         assert "exceeds the limit of 100 bytes" in chunked.json()["error"]
 
 
+def test_the_binary_tensor_extension_is_refused_with_a_clear_message(client):
+    response = client.post("/v2/models/mlp/infer", content=b"{}\x00\x01",
+                           headers={"Inference-Header-Content-Length": "2"})
+    assert response.status_code == 400
+    assert "binary tensor data extension" in response.json()["error"]
+
+
 def test_onnxruntime_failures_on_well_formed_input_are_422(lookup_path):
     with make_client(model_uri=str(lookup_path), model_name="lookup") as c:
         wait_ready(c)
