@@ -3,9 +3,9 @@ and each caller gets back exactly its own rows.
 
 One worker task forms batches: it takes the oldest request, then gathers more until the batch holds
 `max_batch_size` rows, `max_delay` has passed since that request arrived, or no other request is on
-its way (`arriving`), so a lone client never waits for company that is not coming. The model runs in
-a worker thread, so the event loop keeps reading new requests meanwhile and the next batch forms
-while this one computes.
+its way (`arriving`), so a lone client never waits for company that is not coming. A batch runs in a
+model thread, so the event loop keeps reading new requests meanwhile and the next batch forms while
+this one computes; only runs known to be shorter than a thread hand-off run on the loop itself.
 """
 
 from __future__ import annotations
@@ -44,24 +44,38 @@ def _key(inputs: Arrays) -> tuple:
     return tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
 
 
-def _run_checked(run: RunFn, inputs: Arrays) -> Arrays:
+def _run_checked(run: RunFn, inputs: Arrays) -> tuple[Arrays, float, float]:
+    """The model's outputs, wall seconds and this thread's CPU seconds; failures become InferenceFailed.
+
+    CPU time is what decides inlining: a model thread's wall time also counts its wait for the GIL
+    while the event loop is busy, which says nothing about the model."""
+    started, cpu_started = time.perf_counter(), time.thread_time()
     try:
-        return run(inputs)
+        outputs = run(inputs)
     except InferenceError:
         raise
     except Exception as e:  # noqa: BLE001 - onnxruntime's error types are not exported
         raise InferenceFailed(f"the model could not run on this input: {e}") from e
+    return outputs, time.perf_counter() - started, time.thread_time() - cpu_started
 
 
 class Runner:
-    """Runs each request on its own (batching off): one model run per request, in a model thread so the
-    event loop keeps serving meanwhile. One thread by default: on few cores more threads only contend
-    for the GIL with the event loop; parallelism inside a run comes from `--intra-op-threads`."""
+    """Runs each request on its own (batching off): one model run per request.
 
-    def __init__(self, run: RunFn, observe: Observer | None = None, threads: int = 1):
+    Runs go to a model thread, so the event loop keeps serving on another core meanwhile, except runs
+    expected (from a moving average of recent runs' CPU time per row) to be shorter than `inline_below_s`:
+    handing those to a thread costs more than the run itself, so they run on the event loop. One thread
+    by default: on few cores more threads only contend with the event loop; parallelism inside a run
+    comes from `--intra-op-threads`.
+    """
+
+    def __init__(self, run: RunFn, observe: Observer | None = None, threads: int = 1,
+                 inline_below_s: float = 0.0):
         self._run = run
         self._observe = observe or (lambda rows, requests, seconds: None)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="model-run")
+        self.inline_below_s = inline_below_s
+        self.seconds_per_row: float | None = None  # unknown until the first run, which goes to the thread
         self.arriving = 0
 
     async def start(self) -> None:
@@ -71,18 +85,29 @@ class Runner:
         self._executor.shutdown(wait=True)
 
     async def submit(self, inputs: Arrays) -> Arrays:
-        started = time.perf_counter()
-        loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor, _run_checked, self._run, inputs)
-        self._observe(next(iter(inputs.values())).shape[0], 1, time.perf_counter() - started)
-        return result
+        outputs = await self._execute(inputs)
+        self._observe(next(iter(inputs.values())).shape[0], 1, self._last_run_s)
+        return outputs
+
+    async def _execute(self, inputs: Arrays) -> Arrays:
+        rows = max(1, next(iter(inputs.values())).shape[0])
+        per_row = self.seconds_per_row
+        if per_row is not None and per_row * rows < self.inline_below_s:
+            outputs, seconds, cpu = _run_checked(self._run, inputs)
+        else:
+            loop = asyncio.get_running_loop()
+            outputs, seconds, cpu = await loop.run_in_executor(self._executor, _run_checked, self._run, inputs)
+        self._last_run_s = seconds
+        self.seconds_per_row = cpu / rows if per_row is None else 0.8 * per_row + 0.2 * cpu / rows
+        return outputs
 
 
 class Batcher(Runner):
     """Merges concurrent requests into model runs of at most `max_batch_size` rows."""
 
-    def __init__(self, run: RunFn, max_batch_size: int, max_delay_s: float, observe: Observer | None = None):
-        super().__init__(run, observe, threads=1)
+    def __init__(self, run: RunFn, max_batch_size: int, max_delay_s: float, observe: Observer | None = None,
+                 inline_below_s: float = 0.0):
+        super().__init__(run, observe, threads=1, inline_below_s=inline_below_s)
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self._items: collections.deque[_Item] = collections.deque()
@@ -158,14 +183,12 @@ class Batcher(Runner):
         batch = [i for i in batch if not i.future.done()]  # callers that went away
         if not batch:
             return
-        loop = asyncio.get_running_loop()
         rows = sum(i.rows for i in batch)
         inputs = batch[0].inputs if len(batch) == 1 else {
             name: np.concatenate([i.inputs[name] for i in batch]) for name in batch[0].inputs
         }
-        started = time.perf_counter()
         try:
-            outputs = await loop.run_in_executor(self._executor, _run_checked, self._run, inputs)
+            outputs = await self._execute(inputs)
         except InferenceFailed as e:
             if len(batch) == 1:
                 _fail(batch[0], e)
@@ -178,7 +201,7 @@ class Batcher(Runner):
             for item in batch:
                 _fail(item, e)
             return
-        self._observe(rows, len(batch), time.perf_counter() - started)
+        self._observe(rows, len(batch), self._last_run_s)
         start = 0
         for item in batch:
             end = start + item.rows

@@ -29,6 +29,7 @@ class ServerConfig:
     batching: bool = True
     max_batch_size: int = 64
     max_batch_delay_ms: float = 2.0
+    inline_below_ms: float = 0.1
     max_body_bytes: int = 8 * 1024 * 1024
     drain_seconds: float = 0.0
     graceful_timeout_seconds: float = 30.0
@@ -111,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batching", "merge concurrent requests into one model run (true/false)", _bool)
     add("--max-batch-size", "most rows merged into one model run", int)
     add("--max-batch-delay-ms", "longest a request waits for others to join its batch", float)
+    add("--inline-below-ms", "model runs expected to take less than this run on the event loop instead of "
+        "a model thread (cheaper than the hand-off; 0: always a thread)", float)
     add("--max-body-bytes", "largest request body accepted (bigger gets 413)", int)
     add("--drain-seconds", "after SIGTERM, keep serving this long with readiness failing, so load "
         "balancers stop sending, before closing the listener", float)

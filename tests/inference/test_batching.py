@@ -124,3 +124,38 @@ def test_runner_without_batching_runs_each_request_on_its_own():
     results = asyncio.run(main())
     assert [r["y"][0, 0] for r in results] == [0, 2, 4, 6, 8, 10]
     assert model.runs == [2] * 6 and seen == [(2, 1)] * 6
+
+
+def _thread_names(inline_below_s: float, batching: bool) -> list[str]:
+    import threading
+
+    names = []
+
+    def model(inputs):
+        names.append(threading.current_thread().name)
+        return {"y": inputs["x"]}
+
+    async def main():
+        runner = Batcher(model, 8, 0.0, inline_below_s=inline_below_s) if batching else Runner(
+            model, inline_below_s=inline_below_s)
+        await runner.start()
+        try:
+            for _ in range(3):
+                await runner.submit({"x": np.ones((1, 2), np.float32)})
+        finally:
+            await runner.stop()
+
+    asyncio.run(main())
+    return names
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_runs_shorter_than_a_thread_hand_off_move_to_the_event_loop_after_the_first(batching):
+    first, *rest = _thread_names(inline_below_s=60.0, batching=batching)
+    assert first.startswith("model-run")
+    assert rest == ["MainThread", "MainThread"]
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_with_inlining_off_every_run_uses_the_model_thread(batching):
+    assert all(n.startswith("model-run") for n in _thread_names(inline_below_s=0.0, batching=batching))
