@@ -13,13 +13,13 @@ export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOTOOLCHAIN=local GO
 export GONOSUMDB=sigs.k8s.io/metrics-server
 export CGO_ENABLED=0 # static binaries: they also run in FROM-scratch images
 
-# build_go OUT MODULE_DIR PACKAGE
+# build_go OUT MODULE_DIR PACKAGE LDFLAGS
 build_go() {
-  local out=$1 dir=$2 pkg=$3 t0=$SECONDS
+  local out=$1 dir=$2 pkg=$3 ldflags=$4 t0=$SECONDS
   [[ -x "$out" ]] && return 0
   step "building $(basename "$out") from the Go module proxy (cold: long on 2 cores; cached in ${out#"$ROOT"/})"
   mkdir -p "$(dirname "$out")"
-  (cd "$dir" && go build -trimpath -ldflags='-s -w' -o "$out.tmp" "$pkg")
+  (cd "$dir" && go build -trimpath -ldflags="$ldflags" -o "$out.tmp" "$pkg")
   mv "$out.tmp" "$out"
   echo "$((SECONDS - t0))" >"$out.seconds"
   step "built $(basename "$out") in $((SECONDS - t0)) s"
@@ -32,7 +32,7 @@ if [[ ! -x "$pause" ]]; then
 fi
 for what in ${BUILD:-kube traefik}; do
   case $what in
-    kube) build_go "$(kube_bin)" "$ROOT/hack/cluster/kube" . ;;
-    traefik) build_go "$(traefik_bin)" "$ROOT/hack/cluster/traefik" github.com/traefik/traefik/v3/cmd/traefik ;;
+    kube) build_go "$(kube_bin)" "$ROOT/hack/cluster/kube" . "$(kube_ldflags)" ;;
+    traefik) build_go "$(traefik_bin)" "$ROOT/hack/cluster/traefik" github.com/traefik/traefik/v3/cmd/traefik "$(traefik_ldflags)" ;;
   esac
 done

@@ -66,6 +66,8 @@ for round in 1 2 3; do
 done
 rm -f /run/netns/cni-* 2>/dev/null || true
 rm -rf "$RUN_DIR"
+# empty folders containerd makes for shim sockets and fifos (rmdir: only when empty)
+rmdir /run/containerd/s /run/containerd/fifo /run/containerd/runc/k8s.io /run/containerd/runc /run/containerd 2>/dev/null || true
 
 # 4. network: our bridge (pod veths die with their namespaces), iptables chains KUBE-* and CNI-*
 ip link show "$BRIDGE" >/dev/null 2>&1 && ip link delete "$BRIDGE"
@@ -74,7 +76,7 @@ for ipt in iptables ip6tables; do
   for table in filter nat mangle raw; do
     rules=$($ipt -t $table -S 2>/dev/null) || continue
     # rules in other chains that jump to ours
-    grep -E '^-A ' <<<"$rules" | grep -vE '^-A (KUBE-|CNI-)' | grep -E -- '-j (KUBE-|CNI-)' | while read -r r; do
+    { grep -E "^-A " <<<"$rules" | grep -vE "^-A (KUBE-|CNI-)" | grep -E -- "-j (KUBE-|CNI-)" || true; } | while read -r r; do
       eval "$ipt -t $table ${r/-A /-D }" 2>/dev/null || true
     done
     chains=$(grep -oE '^-N (KUBE-|CNI-)[^ ]+' <<<"$rules" | cut -d' ' -f2 || true)

@@ -11,6 +11,9 @@ INGRESS_PORT=${MODELOPS_INGRESS_PORT:-30080}   # Traefik's web entry point on th
 SERVICE_CIDR=10.96.0.0/16 SERVICE_IP=10.96.0.1 DNS_IP=10.96.0.10
 CLUSTER_CIDR=10.244.0.0/16 POD_CIDR=10.244.0.0/24
 BRIDGE=mops0 CNI_NET=modelops
+# add-ons (hack/cluster/manifests/NAME.yaml) cluster-up installs; the tests need all three
+ADDONS=${MODELOPS_ADDONS:-coredns metrics-server traefik}
+has_addon() { [[ " $ADDONS " == *" $1 "* ]]; }
 CGROUP_ROOT=modelops              # kubelet's cgroup root: every pod lives under /sys/fs/cgroup/*/modelops
 NODE_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
 NODE_IP=${MODELOPS_NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1)}')}

@@ -23,12 +23,14 @@ binary_image() {
 
 case "${1:-cluster}" in
   cluster)
-    step "cluster images: $PAUSE_IMAGE $(kube_image) $(traefik_image) $BASE_IMAGE"
+    images=("$PAUSE_IMAGE" "$(kube_image)" "$BASE_IMAGE")
+    has_addon traefik && images+=("$(traefik_image)")
+    step "cluster images: ${images[*]}"
     binary_image "$PAUSE_IMAGE" "$(pause_bin)"
     binary_image "$(kube_image)" "$(kube_bin)"
-    binary_image "$(traefik_image)" "$(traefik_bin)"
+    has_addon traefik && binary_image "$(traefik_image)" "$(traefik_bin)"
     bash "$ROOT/hack/base-image.sh"
-    bash "$ROOT/hack/load-image.sh" "$PAUSE_IMAGE" "$(kube_image)" "$(traefik_image)" "$BASE_IMAGE"
+    bash "$ROOT/hack/load-image.sh" "${images[@]}"
     ;;
   project)
     # Dockerfiles take their base image as a build ARG; the local cluster passes the local base.

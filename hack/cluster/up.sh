@@ -31,6 +31,7 @@ bash "$ROOT/hack/cluster/down.sh" --quiet # leftovers of a run that was killed
 rm -rf "$C" # fresh state every time (containerd's image store is kept in .data/cluster-containerd)
 
 # --- binaries and images ----------------------------------------------------------------------
+has_addon traefik || export BUILD=kube
 bash "$ROOT/hack/cluster/build.sh"
 KUBE=$(kube_bin)
 mkdir -p "$C"/{bin,etcd,kubelet,pod-logs,cni/net.d,cni/ipam,cni/cache,containerd} "$PKI" "$LOGS" "$PIDS" "$RUN_DIR"
@@ -85,6 +86,8 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$PAUSE_IMAGE"
   enable_selinux = false
+  # this machine may not lower oom_score_adj (a container): keep pods at or above containerd's
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     snapshotter = "overlayfs"
     default_runtime_name = "runc"
@@ -92,6 +95,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
+        Root = "$RUN_DIR/runc"
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = "$C/cni/net.d"
@@ -106,7 +110,8 @@ cat >"$C/cni/net.d/10-$CNI_NET.conflist" <<JSON
     {"type": "bridge", "bridge": "$BRIDGE", "isGateway": true, "ipMasq": true, "hairpinMode": true,
      "ipam": {"type": "host-local", "ranges": [[{"subnet": "$POD_CIDR"}]], "routes": [{"dst": "0.0.0.0/0"}],
               "dataDir": "$C/cni/ipam"}},
-    {"type": "portmap", "capabilities": {"portMappings": true}}
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall", "backend": "iptables", "_": "lets pod traffic through a FORWARD policy of DROP (docker sets one)"}
   ]
 }
 JSON
@@ -214,17 +219,17 @@ t_ready=$((SECONDS - t_start))
 step "node $NODE_NAME Ready after ${t_ready} s"
 
 # --- add-ons: CoreDNS, metrics-server, Traefik -------------------------------------------------
-step "add-ons: CoreDNS, metrics-server, Traefik ingress on host port $INGRESS_PORT"
+step "add-ons: $ADDONS (Traefik ingress on host port $INGRESS_PORT)"
 render() {
   sed -e "s|@KUBE_IMAGE@|$(kube_image)|g" -e "s|@TRAEFIK_IMAGE@|$(traefik_image)|g" -e "s|@DNS_IP@|$DNS_IP|g" \
     -e "s|@INGRESS_PORT@|$INGRESS_PORT|g" -e "s|@PING_PORT@|$((INGRESS_PORT + 1))|g" -e "s|@NODE_NAME@|$NODE_NAME|g" "$@"
 }
-render "$ROOT"/hack/cluster/manifests/*.yaml | kubectl apply -f - >/dev/null
-for d in coredns metrics-server traefik; do
+for d in $ADDONS; do render "$ROOT/hack/cluster/manifests/$d.yaml"; echo ---; done | kubectl apply -f - >/dev/null
+for d in $ADDONS; do
   kubectl -n kube-system rollout status "deployment/$d" --timeout 180s >/dev/null ||
     die "add-on $d did not become ready: kubectl -n kube-system describe pods -l app=$d"
 done
-wait_for 120 "the metrics API (metrics-server)" kubectl get --raw /apis/metrics.k8s.io/v1beta1/nodes
+has_addon metrics-server && wait_for 120 "the metrics API (metrics-server)" kubectl get --raw /apis/metrics.k8s.io/v1beta1/nodes
 echo "$INGRESS_PORT" >"$C/ingress-port"
 t_all=$((SECONDS - t_start))
 echo "{\"node_ready_s\": $t_ready, \"all_ready_s\": $t_all}" >"$C/up-times.json"
