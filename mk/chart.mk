@@ -1,0 +1,21 @@
+# Helm chart (charts/modelops/), its dashboards and alerts (tests/charts/).
+.PHONY: chart-lint chart-template dashboards chart-test chart-cluster-test
+
+CHART_NAMESPACE ?= modelops-system
+MONITORING_APIS := --api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PodMonitor --api-versions monitoring.coreos.com/v1/PrometheusRule
+
+chart-lint: setup ## helm lint --strict the chart with default, all-on and namespaced values
+	@.tools/bin/helm lint --strict charts/modelops
+	@for f in charts/modelops/ci/*-values.yaml; do .tools/bin/helm lint --strict charts/modelops -f $$f || exit 1; done
+
+chart-template: setup ## render the chart with default values (and the Prometheus Operator kinds) to stdout
+	@.tools/bin/helm template modelops charts/modelops -n $(CHART_NAMESPACE) $(MONITORING_APIS)
+
+dashboards: setup ## regenerate charts/modelops/dashboards/*.json from charts/modelops/dashboards/generate.py
+	@.venv/bin/python charts/modelops/dashboards/generate.py
+
+chart-test: setup ## chart tests without a cluster: lint, rendering, RBAC, dashboards, real Prometheus
+	@.venv/bin/pytest tests/charts -m "not cluster"
+
+chart-cluster-test: setup ## chart tests on the local cluster: dry-run apply, helm install/test/upgrade/uninstall
+	@MODELOPS_CLUSTER_TESTS=required .venv/bin/pytest tests/charts -m cluster
