@@ -25,6 +25,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -276,7 +277,8 @@ def log_to_mlflow(models: list[BenchModel], store: Path) -> tuple[str, dict[str,
     import torch
     from mlflow.models import infer_signature
 
-    store.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(store, ignore_errors=True)  # the benchmark's own scratch store, fresh each run
+    store.mkdir(parents=True)
     uri = f"sqlite:///{store}/mlflow.db"
     mlflow.set_tracking_uri(uri)
     name = f"bench-{int(time.time())}"
