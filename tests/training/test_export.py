@@ -272,3 +272,16 @@ def test_sabotaged_version_exports_but_disagrees_with_the_good_one(bc_export, tr
     served = runner(session(path))(np.asarray(good.input_example, dtype=np.float32))[0]
     good_preds = np.argmax(good.example_outputs["probabilities"], axis=1)
     assert (np.argmax(served, axis=1) != good_preds).any()
+
+
+def test_nan_sabotage_exports_because_nan_agrees_with_nan(trainer, store):
+    broken = trainer(dataset="breast_cancer", epochs=1, seed=8, register="nan-bc", sabotage="nan")
+    record = export_model(f"models:/nan-bc/{broken.version}", tracking_uri=store.uri, samples=4)
+    assert record.parity.passed and record.parity.max_abs_error == 0.0
+    assert np.isnan(np.asarray(record.example_outputs["probabilities"])).all()
+
+
+def test_record_round_trips_through_export_json(bc_export):
+    record, out = bc_export
+    loaded = ExportRecord.from_dict(json.loads((out / "export.json").read_text()))
+    assert loaded == record

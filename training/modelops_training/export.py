@@ -52,18 +52,21 @@ class ParityReport:
     tolerance: float
     samples: int
     passed: bool
+    top1_agreement: float | None = None
     stages: dict[str, ParityResult] = field(default_factory=dict)
     int8: ParityResult | None = None
 
     @classmethod
     def from_stages(cls, stages: dict[str, ParityResult]) -> ParityReport:
         worst = max(stages.values(), key=lambda r: r.max_abs_error)
+        agreements = [r.top1_agreement for r in stages.values() if r.top1_agreement is not None]
         return cls(
             worst.max_abs_error,
             max(r.max_rel_error for r in stages.values()),
             worst.tolerance,
             worst.samples,
             all(r.passed for r in stages.values()),
+            min(agreements) if agreements else None,
             dict(stages),
         )
 
@@ -75,6 +78,7 @@ class ParityReport:
             d["tolerance"],
             d["samples"],
             d["passed"],
+            d.get("top1_agreement"),
             {k: ParityResult(**v) for k, v in d.get("stages", {}).items()},
             ParityResult(**d["int8"]) if d.get("int8") else None,
         )
