@@ -76,6 +76,7 @@ class Runner:
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="model-run")
         self.inline_below_s = inline_below_s
         self.seconds_per_row: float | None = None  # unknown until the first run, which goes to the thread
+        self._last_run_s = 0.0
         self.arriving = 0
 
     async def start(self) -> None:

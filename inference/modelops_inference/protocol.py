@@ -138,7 +138,7 @@ def _v2_input(item: Any, index: int, specs: dict[str, TensorSpec]) -> tuple[str,
         raise InvalidInput(f"{where}.shape: expected a list of non-negative integers, got {shape!r}")
     datatype = item["datatype"]
     if datatype != spec.datatype:
-        known = "" if datatype in V2_TO_NUMPY else " (not a v2 datatype)"
+        known = "" if isinstance(datatype, str) and datatype in V2_TO_NUMPY else " (not a v2 datatype)"
         raise InvalidInput(f"{where}.datatype: {spec.datatype} expected, got {datatype!r}{known}")
     check_shape(tuple(shape), spec, where + ".shape")
     array = to_array(item["data"], spec, where + ".data")

@@ -199,3 +199,44 @@ def test_metrics_are_named_by_convention_and_initialised(client, mlp_sha256):
     assert value("modelops_inference_model_load_duration_seconds") > 0
     assert value("modelops_inference_model_info", sha256=mlp_sha256, platform="onnxruntime_onnx") == 1
     assert ("process_cpu_seconds_total", frozenset()) in samples
+
+
+NASTY_BODIES = [
+    b"null", b"[]", b"0", b'"x"', b"{}", b'{"inputs": null}', b'{"inputs": {}}', b'{"inputs": [null]}',
+    b'{"inputs": [{"name": null, "shape": null, "datatype": null, "data": null}]}',
+    b'{"inputs": [{"name": "input", "shape": [1000000000000, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1e999, 2, 3, 4]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, {"a": 1}]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": 5}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": "1234"}]}',
+    b'{"inputs": [{"name": "input", "shape": [true, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1.0, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": ["FP32"], "data": [1, 2, 3, 4]}]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "outputs": [1]}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}], "id": {}}',
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [99999999999999999999999, 2, 3, 4]}]}',
+    b"[" * 5000 + b"]" * 5000,
+    b'{"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [[[[[[1, 2, 3, 4]]]]]]}]}',
+    b"\x00\x01\x02", "{\"inputs\": \"\u00e9\u2603\"}".encode(),
+    b'{"instances": [null]}', b'{"instances": [[1, 2, 3, "x"]]}', b'{"instances": [{"input": 1}]}',
+    b'{"instances": [[1, 2, 3, 4], [1, 2]]}', b'{"instances": [[[1, 2, 3, 4]]]}', b'{"instances": {}}',
+    b'{"instances": [1, 2, 3, 4]}', b'{"instances": [[true, false, true, false]]}',
+]
+
+
+def test_no_malformed_body_gets_a_500(client):
+    rng = np.random.default_rng(0)
+    valid = bytearray(b'{"id": "x", "inputs": [{"name": "input", "shape": [2, 4], "datatype": "FP32", '
+                      b'"data": [1, 2, 3, 4, 5, 6, 7, 8]}]}')
+    mutated = []
+    for _ in range(300):
+        body = bytearray(valid)
+        for _ in range(int(rng.integers(1, 4))):
+            body[int(rng.integers(len(body)))] = int(rng.choice(list(b'{}[]",:0123456789-.e ntf')))
+        mutated.append(bytes(body))
+    for body in NASTY_BODIES + mutated:
+        for path in ("/v2/models/mlp/infer", "/v1/models/mlp:predict"):
+            response = client.post(path, content=body)
+            assert response.status_code in (200, 400, 422), (path, body[:200], response.text)
+            if response.status_code != 200:
+                assert response.json()["error"]
