@@ -1,0 +1,192 @@
+"""The chart on a real Kubernetes (default: the local cluster, .data/cluster/kubeconfig; KUBECONFIG
+overrides). The Prometheus Operator's CRDs are installed from their real schemas (the
+prometheus-operator Go module's CRD YAML, fetched through the Go module proxy), then:
+
+- each rendering (default, all-on, namespaced) passes `kubectl apply --dry-run=server`: the API server
+  validates every object against its schema, the CRDs included;
+- `helm install` with the locally built images (make images) gives a Ready operator and an MLflow that
+  answers, `helm test` passes, `helm upgrade` rolls the operator, `helm uninstall` leaves nothing.
+
+The install runs in namespaced mode so that it never reconciles ModelDeployments of other tests
+running on the same cluster; the cluster-wide RBAC is proven by the dry-run of the default rendering.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .conftest import CHART, ROOT, VALUES_FILES, helm, template_args, tool
+
+pytestmark = pytest.mark.cluster
+
+KUBECONFIG = os.environ.get("KUBECONFIG") or str(ROOT / ".data/cluster/kubeconfig")
+PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
+PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
+MONITORING_CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
+IMAGE_TAG = os.environ.get("IMAGE_TAG", "dev")
+IMAGES = (f"modelops/operator:{IMAGE_TAG}", f"modelops/inference:{IMAGE_TAG}")
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 120):
+    res = subprocess.run([tool("kubectl"), "--kubeconfig", KUBECONFIG, *args], input=stdin, text=True,
+                         capture_output=True, timeout=timeout)
+    if check and res.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)} failed: {res.stderr.strip()}")
+    return res
+
+
+def kget(*args: str) -> dict[str, Any]:
+    return json.loads(kubectl("get", *args, "-o", "json").stdout)
+
+
+def khelm(*args: str, check: bool = True, timeout: float = 600):
+    return helm(*args, "--kubeconfig", KUBECONFIG, check=check, timeout=timeout)
+
+
+def wait_until(what: str, fn: Callable[[], Any], timeout: float = 180, interval: float = 2) -> Any:
+    deadline, last = time.monotonic() + timeout, None
+    while time.monotonic() < deadline:
+        try:
+            last = fn()
+        except (AssertionError, subprocess.SubprocessError, ValueError, KeyError) as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> str:
+    res = kubectl("get", "--raw", "/readyz", check=False, timeout=20)
+    if res.returncode != 0:
+        msg = f"no cluster answers with {KUBECONFIG}: start it with `make cluster-up`. {res.stderr.strip()}"
+        if os.environ.get("MODELOPS_CLUSTER_TESTS") == "required":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return KUBECONFIG
+
+
+def prometheus_operator_crds() -> list[Path]:
+    """The CRD YAML of the prometheus-operator release, from the Go module cache (downloaded once)."""
+    go = shutil.which("go")
+    if not go:
+        pytest.skip("go not installed: needed to fetch the prometheus-operator CRDs from the Go module proxy")
+    res = subprocess.run([go, "mod", "download", "-json", f"{PROMETHEUS_OPERATOR}@{PROMETHEUS_OPERATOR_VERSION}"],
+                         capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert res.returncode == 0, res.stdout + res.stderr
+    folder = Path(json.loads(res.stdout)["Dir"]) / "example/prometheus-operator-crd"
+    return [folder / f"monitoring.coreos.com_{name}.yaml" for name in MONITORING_CRDS]
+
+
+@pytest.fixture(scope="module")
+def crds(cluster) -> None:
+    """The Prometheus Operator's ServiceMonitor/PodMonitor/PrometheusRule CRDs and kopf's peering CRDs,
+    installed for real (cluster-scoped, left in place: other releases may use them)."""
+    for path in [*prometheus_operator_crds(), CHART / "crds/kopf.dev_peerings.yaml"]:
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+    names = [f"{n}.monitoring.coreos.com" for n in MONITORING_CRDS] + [
+        "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"]
+    kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
+
+
+@pytest.fixture
+def namespace(cluster) -> Iterator[str]:
+    ns = f"chart-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", ns)
+    yield ns
+    kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+@pytest.mark.parametrize("values", VALUES_FILES.values(), ids=VALUES_FILES.keys())
+def test_rendering_passes_server_side_dry_run(crds, namespace, values):
+    # --include-crds: the API server also validates the chart's CRDs (as an update where they exist)
+    rendered = helm(*template_args(values, namespace=namespace), "--include-crds",
+                    "--kube-version", kubectl_server_version()).stdout
+    res = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", "-", stdin=rendered, check=False)
+    assert res.returncode == 0, res.stderr
+    applied = [line for line in res.stdout.splitlines() if "(server dry run)" in line]
+    kinds = {line.split("/")[0].split(".")[0] for line in applied}
+    assert {"servicemonitor", "podmonitor", "prometheusrule", "configmap", "service"} <= kinds, res.stdout
+    assert len(applied) == rendered.count("\nkind: ") + rendered.startswith("kind: "), res.stdout
+
+
+def kubectl_server_version() -> str:
+    version = json.loads(kubectl("version", "-o", "json").stdout)["serverVersion"]["gitVersion"]
+    return version.lstrip("v").split("-")[0].split("+")[0]
+
+
+def images_in_docker() -> None:
+    docker = shutil.which("docker")
+    missing = [image for image in IMAGES
+               if not docker or subprocess.run([docker, "image", "inspect", image], capture_output=True).returncode]
+    if missing:
+        msg = f"images {missing} not built: run `make images` (Dockerfile.operator / Dockerfile.inference)"
+        if os.environ.get("MODELOPS_CLUSTER_TESTS") == "required":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    res = subprocess.run(["bash", str(ROOT / "hack/load-image.sh"), *IMAGES], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "KUBECONFIG": KUBECONFIG})
+    assert res.returncode == 0, res.stdout + res.stderr
+
+
+def pods(ns: str, component: str) -> list[dict]:
+    return kget("-n", ns, "pods", "-l", f"app.kubernetes.io/component={component}")["items"]
+
+
+def ready(pod: dict) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
+
+
+def test_install_test_upgrade_uninstall(crds, namespace):
+    images_in_docker()
+    release = "mo"
+    sets = ["--set", f"operator.image.tag={IMAGE_TAG}", "--set", "operator.image.pullPolicy=Never",
+            "--set", f"operator.servingImage.tag={IMAGE_TAG}", "--set", "rbac.namespaced=true",
+            # the local cluster has no StorageClass
+            "--set", "mlflow.persistence.enabled=false"]
+    try:
+        khelm("install", release, str(CHART), "-n", namespace, *sets, "--wait", "--timeout", "8m")
+        [operator] = pods(namespace, "operator")
+        assert ready(operator)
+        [mlflow] = pods(namespace, "mlflow")
+        assert ready(mlflow)
+        # the operator really runs with the chart's settings: kopf health and metrics answer
+        metrics = kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/services/{release}-modelops-operator:api"
+                          "/proxy/metrics").stdout
+        assert "modelops_operator_reconciles_total" in metrics
+        assert kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/services/{release}-modelops-operator:"
+                       "health/proxy/healthz").returncode == 0
+        # MLflow answers its API through its Service name (--allowed-hosts)
+        out = khelm("test", release, "-n", namespace, "--logs", timeout=300).stdout
+        assert "registry answers" in out and "/healthz 200" in out, out
+
+        before = operator["metadata"]["uid"]
+        khelm("upgrade", release, str(CHART), "-n", namespace, *sets, "--set", "operator.aliasPollSeconds=15",
+              "--wait", "--timeout", "5m")
+        [operator] = wait_until("the upgraded operator", lambda: [
+            p for p in pods(namespace, "operator") if p["metadata"]["uid"] != before and ready(p)])
+        env = {e["name"]: e.get("value") for e in operator["spec"]["containers"][0]["env"]}
+        assert env["MODELOPS_ALIAS_POLL_SECONDS"] == "15"
+        history = json.loads(khelm("history", release, "-n", namespace, "-o", "json").stdout)
+        assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "deployed")]
+    finally:
+        res = khelm("uninstall", release, "-n", namespace, "--wait", "--timeout", "3m", check=False)
+    assert res.returncode == 0, res.stderr
+    left = kubectl("get", "all,configmaps,secrets,roles,rolebindings,serviceaccounts,pvc", "-n", namespace,
+                   "-l", f"app.kubernetes.io/instance={release}", "-o", "name").stdout.split()
+    assert left == []
+    cluster_left = kubectl("get", "clusterroles,clusterrolebindings", "-l", f"app.kubernetes.io/instance={release}",
+                           "-o", "name").stdout.split()
+    assert not [n for n in cluster_left if f"{release}-modelops" in n]
