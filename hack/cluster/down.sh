@@ -4,9 +4,15 @@
 # network namespaces and interfaces, iptables chains (KUBE-*, CNI-*), cgroups.
 # Kept: .data/cluster (logs, for post-mortems; the next cluster-up wipes it) and the image store.
 # --quiet: used by cluster-up to clear what a killed run left.
+# --owner ID: only when the running cluster was started with MODELOPS_CLUSTER_OWNER=ID (hack/test.sh
+# stops the cluster it started, and leaves alone one a developer had already started).
 source "$(dirname "$0")/../lib.sh"
 source "$ROOT/hack/cluster/env.sh"
 quiet=${1:-}
+if [[ $quiet == --owner ]]; then
+  [[ -s "$C/owner" && "$(cat "$C/owner")" == "${2:-}" ]] || exit 0
+  quiet=""
+fi
 say() { [[ $quiet == --quiet ]] || step "$@"; }
 
 if [[ "${CLUSTER:-}" == kind ]]; then exec bash "$ROOT/hack/cluster/kind.sh" down; fi
@@ -86,6 +92,7 @@ for ipt in iptables ip6tables; do
 done
 rm -rf "/var/lib/cni/results/$CNI_NET"-* "/var/lib/cni/results/cni-loopback-"* 2>/dev/null || true
 find /var/log/containers -maxdepth 1 -lname "$C/*" -delete 2>/dev/null || true
+rmdir /var/lib/cni/results /var/lib/cni /var/log/containers 2>/dev/null || true # only when empty
 
 # 5. report what, if anything, survived
 left=""

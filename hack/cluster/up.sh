@@ -29,6 +29,7 @@ if local_cluster_up; then
 fi
 bash "$ROOT/hack/cluster/down.sh" --quiet # leftovers of a run that was killed
 rm -rf "$C" # fresh state every time (containerd's image store is kept in .data/cluster-containerd)
+mkdir -p "$C" && echo "${MODELOPS_CLUSTER_OWNER:-}" >"$C/owner" # see down.sh --owner
 
 # --- binaries and images ----------------------------------------------------------------------
 has_addon traefik || export BUILD=kube
