@@ -285,3 +285,14 @@ def test_record_round_trips_through_export_json(bc_export):
     record, out = bc_export
     loaded = ExportRecord.from_dict(json.loads((out / "export.json").read_text()))
     assert loaded == record
+
+
+def test_unexpected_failures_still_surface_as_export_errors(bc_v1, store, monkeypatch):
+    from modelops_training import export as export_module
+
+    def explode(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(export_module, "_download_model", explode)
+    with pytest.raises(ExportFailedError, match="failed unexpectedly: OSError: disk full"):
+        export_model(f"models:/{BC}/1", tracking_uri=store.uri, force=True)

@@ -24,8 +24,8 @@ import numpy as np
 
 from . import parity as gate
 from .convert import convert, pick_flavor
-from .errors import ExportFailedError, ParityError
-from .mlflow_client import call_with_retries, check_reachable, client, resolve_tracking_uri
+from .errors import ExportFailedError, ModelopsError, ParityError
+from .mlflow_client import call_with_retries, check_reachable, client, first_line, resolve_tracking_uri
 from .parity import ParityResult
 from .resolve import ResolvedVersion, resolve_version
 from .runtime import TensorInfo, describe, runner, session
@@ -174,6 +174,41 @@ def export_model(
     keeps local copies of ``model.onnx``/``export.json``; ``force`` re-exports even when a
     complete export with the same settings exists. Does not touch MLflow's global state.
     """
+    settings = dict(
+        tracking_uri=tracking_uri,
+        opset=opset,
+        quantize=quantize,
+        tolerance=tolerance,
+        int8_tolerance=int8_tolerance,
+        samples=samples,
+        out_dir=out_dir,
+        force=force,
+        progress=progress,
+    )
+    try:
+        return _export(model_uri, **settings)
+    except ModelopsError:
+        raise
+    except Exception as exc:  # the operator must only ever see our hierarchy, with advice
+        raise ExportFailedError(
+            f"export of {model_uri} failed unexpectedly: {type(exc).__name__}: {first_line(exc)}; "
+            f"retry, and if it persists run `modelops-export {model_uri} --out DIR -v` to see details"
+        ) from exc
+
+
+def _export(
+    model_uri: str,
+    *,
+    tracking_uri: str | None,
+    opset: int,
+    quantize: str,
+    tolerance: float,
+    int8_tolerance: float,
+    samples: int,
+    out_dir: str | os.PathLike | None,
+    force: bool,
+    progress: bool,
+) -> ExportRecord:
     if quantize not in QUANTIZE_MODES:
         raise ExportFailedError(f"unknown quantize mode {quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
     steps = _Steps(progress)
