@@ -3,12 +3,18 @@ error as a 4xx JSON body, and the metrics endpoint."""
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelops_inference.config import ServerConfig
+from modelops_inference.runtime import ModelRuntime
+from modelops_inference.server import ModelServer, create_app
+
 from . import models
-from .conftest import make_client, wait_ready
+from .conftest import TestClient, make_client, wait_ready
 
 ROWS = [[0.1, 0.2, 0.3, 0.4], [1, -1, 2, -2]]
 
@@ -240,3 +246,25 @@ def test_no_malformed_body_gets_a_500(client):
             assert response.status_code in (200, 400, 422), (path, body[:200], response.text)
             if response.status_code != 200:
                 assert response.json()["error"]
+
+
+def test_while_the_model_loads_the_server_is_live_not_ready_and_says_so(mlp_path):
+    gate = threading.Event()
+
+    class SlowRuntime(ModelRuntime):
+        def load(self):
+            gate.wait(30)
+            super().load()
+
+    config = ServerConfig(model_uri=str(mlp_path), model_name="mlp")
+    server = ModelServer(config, SlowRuntime(config))
+    with TestClient(create_app(config, server)) as c:
+        assert c.get("/v2/health/live").status_code == 200
+        ready = c.get("/v2/health/ready")
+        assert ready.status_code == 400 and ready.json() == {"ready": False, "reason": "model is loading"}
+        infer = c.post("/v2/models/mlp/infer", json=infer_body())
+        assert infer.status_code == 503 and "model 'mlp' is not ready: model is loading" in infer.json()["error"]
+        gate.set()
+        wait_ready(c)
+        assert c.get("/v2/health/ready").status_code == 200
+        assert c.post("/v2/models/mlp/infer", json=infer_body()).status_code == 200
