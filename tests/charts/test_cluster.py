@@ -13,9 +13,11 @@ running on the same cluster; the cluster-wide RBAC is proven by the dry-run of t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
 import uuid
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from .conftest import CHART, ROOT, VALUES_FILES, helm, template_args, tool
@@ -149,6 +152,61 @@ def ready(pod: dict) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def port_forward(namespace: str, service: str, port: int) -> Iterator[str]:
+    local = free_port()
+    proc = subprocess.Popen([tool("kubectl"), "--kubeconfig", KUBECONFIG, "-n", namespace, "port-forward",
+                             f"svc/{service}", f"{local}:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{local}"
+        wait_until(f"port-forward to {service}", lambda: httpx.get(url + "/health", timeout=2).status_code == 200,
+                   timeout=60, interval=1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def serve_a_model_through_the_stack(namespace: str, release: str) -> None:
+    """Register a real model in the chart's MLflow, then let the chart's operator export and serve it:
+    proves the tracking URIs, MLflow's --allowed-hosts and --serve-artifacts, the serving image value,
+    RBAC in namespaced mode, and that inference pods carry what the PodMonitor selects."""
+    from modelops_training.registry import set_alias
+    from modelops_training.train import TrainConfig, train
+
+    with port_forward(namespace, f"{release}-modelops-mlflow", 5000) as mlflow_url:
+        result = train(TrainConfig(dataset="breast_cancer", epochs=2, seed=0, register="breast-cancer",
+                                   progress=False, tracking_uri=mlflow_url))
+        set_alias("breast-cancer", "champion", result.version, tracking_uri=mlflow_url)
+        manifest = {"apiVersion": "modelops.io/v1alpha1", "kind": "ModelDeployment",
+                    "metadata": {"name": "bc", "namespace": namespace},
+                    "spec": {"model": {"name": "breast-cancer", "alias": "champion"},
+                             "serving": {"imagePullPolicy": "Never"}}}
+        kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+
+        def phase():
+            status = kget("-n", namespace, "modeldeployment", "bc").get("status") or {}
+            assert status.get("phase") not in ("Failed", "RolledBack"), status
+            return status if status.get("phase") == "Ready" else None
+
+        status = wait_until("ModelDeployment bc Ready", phase, timeout=420, interval=3)
+        assert status["modelVersion"] == str(result.version)
+    selector = "app.kubernetes.io/name=modelops-serve,app.kubernetes.io/managed-by=modelops-operator"
+    [pod] = kget("-n", namespace, "pods", "-l", selector)["items"]
+    assert pod["spec"]["containers"][0]["image"] == f"modelops/inference:{IMAGE_TAG}"
+    assert any(p["name"] == "http" for p in pod["spec"]["containers"][0]["ports"])
+    metrics = kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/pods/{pod['metadata']['name']}:8080"
+                      "/proxy/metrics").stdout
+    assert 'modelops_inference_model_ready{model_name="bc"' in metrics
+    kubectl("delete", "-n", namespace, "modeldeployment", "bc", "--wait=true", timeout=120)
+
+
 def test_install_test_upgrade_uninstall(crds, namespace):
     images_in_docker()
     release = "mo"
@@ -171,6 +229,7 @@ def test_install_test_upgrade_uninstall(crds, namespace):
         # MLflow answers its API through its Service name (--allowed-hosts)
         out = khelm("test", release, "-n", namespace, "--logs", timeout=300).stdout
         assert "registry answers" in out and "/healthz 200" in out, out
+        serve_a_model_through_the_stack(namespace, release)
 
         before = operator["metadata"]["uid"]
         khelm("upgrade", release, str(CHART), "-n", namespace, *sets, "--set", "operator.aliasPollSeconds=15",
