@@ -27,3 +27,4 @@ def configure(level: str = "info") -> None:
         logger.handlers[:] = []
         logger.propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    logging.captureWarnings(True)  # library warnings (mlflow, onnxruntime) as JSON lines too
