@@ -185,6 +185,8 @@ class ModelRuntime:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         # Spinning worker threads steal the core the event loop needs between small runs.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # onnxruntime logs in its own plain-text format on stderr: keep only its errors there.
+        options.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own unexported types
