@@ -134,8 +134,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .ctx.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind) }}true{{ end }}
 {{- end }}
 
+{{/* Empty, or an imagePullSecrets block: use as {{- with include ... }}{{ . | nindent N }}{{- end }}. */}}
 {{- define "modelops.imagePullSecrets" -}}
-{{- with .Values.imagePullSecrets }}
+{{- with .Values.imagePullSecrets -}}
 imagePullSecrets:
 {{ toYaml . }}
 {{- end }}
