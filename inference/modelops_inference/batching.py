@@ -159,7 +159,13 @@ class Batcher(Runner):
                 if self._stopping:
                     return
                 await self._wait(None)
-            await self._run_batch(await self._gather())
+            batch = await self._gather()
+            try:
+                await self._run_batch(batch)
+            except Exception as e:  # noqa: BLE001 - the worker must outlive any one batch
+                log.exception("batch failed", extra={"event": "batch_failed", "requests": len(batch)})
+                for item in batch:
+                    _fail(item, e)
 
     async def _gather(self) -> list[_Item]:
         """The oldest request and those that can join it (same trailing shapes, within the row limit)."""
@@ -203,6 +209,12 @@ class Batcher(Runner):
                 _fail(item, e)
             return
         self._observe(rows, len(batch), self._last_run_s)
+        misaligned = {n: a.shape[:1] for n, a in outputs.items() if a.shape[:1] != (rows,)}
+        if misaligned and len(batch) > 1:
+            # Outputs not row-aligned with the inputs cannot be split per caller: run each alone.
+            for item in batch:
+                await self._run_batch([item])
+            return
         start = 0
         for item in batch:
             end = start + item.rows

@@ -159,3 +159,37 @@ def test_runs_shorter_than_a_thread_hand_off_move_to_the_event_loop_after_the_fi
 @pytest.mark.parametrize("batching", [True, False])
 def test_with_inlining_off_every_run_uses_the_model_thread(batching):
     assert all(n.startswith("model-run") for n in _thread_names(inline_below_s=0.0, batching=batching))
+
+
+def test_outputs_not_aligned_with_input_rows_are_never_split_across_callers():
+    def summing(inputs):
+        return {"total": inputs["x"].sum(axis=0, keepdims=True)}  # one row, whatever the batch
+
+    arrays = [np.full((1, 2), i, np.float32) for i in range(6)]
+    results, _, _ = run_batcher(arrays, model=summing)
+    assert [r["total"].tolist() for r in results] == [[[i, i]] for i in range(6)]
+
+
+def test_the_worker_survives_a_batch_that_breaks_and_keeps_serving():
+    calls = []
+
+    def flaky(inputs):
+        calls.append(1)
+        if len(calls) == 1:
+            return None  # not a dict of arrays: the batch fails in the worker, not in the model
+        return {"y": inputs["x"]}
+
+    async def main():
+        batcher = Batcher(flaky, 8, 0.0)
+        await batcher.start()
+        try:
+            first = await asyncio.gather(batcher.submit({"x": np.ones((1, 2), np.float32)}),
+                                         return_exceptions=True)
+            second = await batcher.submit({"x": np.ones((1, 2), np.float32)})
+            return first[0], second
+        finally:
+            await batcher.stop()
+
+    first, second = asyncio.run(main())
+    assert isinstance(first, Exception)
+    assert second["y"].tolist() == [[1, 1]]
