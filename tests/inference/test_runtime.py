@@ -99,7 +99,8 @@ def mlflow_store(tmp_path_factory, mlp_path):
     mlflow.set_tracking_uri(None)
 
 
-@pytest.mark.parametrize("uri", ["models:/tiny-mlp/1", "models:/tiny-mlp@prod", "runs:/{run}/model"])
+@pytest.mark.parametrize(
+    "uri", ["models:/tiny-mlp/1", "models:/tiny-mlp@prod", "runs:/{run}/model", "runs:/{run}/model/model.onnx"])
 def test_mlflow_uris_are_downloaded_into_the_model_dir(mlflow_store, uri, tmp_path, monkeypatch):
     tracking, run_id = mlflow_store
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
