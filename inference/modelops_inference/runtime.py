@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 PLATFORM = "onnxruntime_onnx"
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "wasbs://", "hdfs://",
                   "dbfs:/", "http://", "https://")
+# MLflow error codes that no retry can fix (a wrong name, version or alias; no permission).
+PERMANENT_MLFLOW_ERRORS = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED",
+                           "UNAUTHENTICATED"}
 
 # onnxruntime's tensor type names and the v2 datatype names they map to.
 ORT_TO_V2 = {
@@ -165,7 +168,7 @@ class ModelRuntime:
             except ModelLoadError:
                 raise
             except Exception as e:  # noqa: BLE001 - MLflow raises many types for network trouble
-                if attempt == attempts:
+                if attempt == attempts or getattr(e, "error_code", "") in PERMANENT_MLFLOW_ERRORS:
                     raise ModelLoadError(f"cannot download {uri}: {e}") from e
                 log.warning("model download failed, retrying",
                             extra={"event": "model_download_retry", "attempt": attempt, "error": str(e)})

@@ -74,11 +74,15 @@ def test_a_fixed_batch_dimension_disables_batching(fixed_batch_path):
     assert runtime.inputs[0].shape == (2, 4)
 
 
-def test_an_unreachable_mlflow_uri_fails_after_the_configured_attempts(tmp_path, monkeypatch):
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/empty.db")
-    runtime = load("models:/nope/1", load_attempts=1, model_dir=str(tmp_path / "dl"))
+def test_an_unreachable_mlflow_server_is_retried_then_fails(tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    sleeps = []
+    monkeypatch.setattr("modelops_inference.runtime.time.sleep", sleeps.append)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    runtime = load("models:/nope/1", load_attempts=3, model_dir=str(tmp_path / "dl"))
     assert runtime.state is ModelState.FAILED
     assert "cannot download models:/nope/1" in runtime.reason
+    assert sleeps == [2, 4]  # transient trouble is retried with backoff
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +101,16 @@ def mlflow_store(tmp_path_factory, mlp_path):
     mlflow.MlflowClient().set_registered_model_alias("tiny-mlp", "prod", "1")
     yield uri, run.info.run_id
     mlflow.set_tracking_uri(None)
+
+
+def test_an_unknown_registered_version_fails_without_retrying(mlflow_store, tmp_path, monkeypatch):
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_store[0])
+    sleeps = []
+    monkeypatch.setattr("modelops_inference.runtime.time.sleep", sleeps.append)
+    runtime = load("models:/tiny-mlp/7", load_attempts=5, model_dir=str(tmp_path / "dl"))
+    assert runtime.state is ModelState.FAILED
+    assert "cannot download models:/tiny-mlp/7" in runtime.reason
+    assert sleeps == []
 
 
 @pytest.mark.parametrize(
