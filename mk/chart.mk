@@ -1,5 +1,5 @@
 # Helm chart (charts/modelops/), its dashboards and alerts (tests/charts/).
-.PHONY: chart-lint chart-template dashboards chart-test chart-cluster-test
+.PHONY: chart-lint chart-template dashboards chart-test chart-cluster-test helm3
 
 CHART_NAMESPACE ?= modelops-system
 MONITORING_APIS := --api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PodMonitor --api-versions monitoring.coreos.com/v1/PrometheusRule
@@ -19,3 +19,7 @@ chart-test: setup ## chart tests without a cluster: lint, rendering, RBAC, dashb
 
 chart-cluster-test: setup ## chart tests on the local cluster: dry-run apply, helm install/test/upgrade/uninstall
 	@MODELOPS_CLUSTER_TESTS=required .venv/bin/pytest tests/charts -m cluster
+
+HELM3_VERSION ?= v3.22.0
+helm3: ## build Helm 3 ($(HELM3_VERSION)) from the Go module proxy into .tools/helm3, for the Helm 3 chart test
+	@mkdir -p .tools/helm3 && GOBIN=$(CURDIR)/.tools/helm3 go install helm.sh/helm/v3/cmd/helm@$(HELM3_VERSION)

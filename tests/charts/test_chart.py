@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 
@@ -308,3 +309,22 @@ def test_notes_tell_the_next_step_and_the_crd_upgrade_caveat():
     assert f"rollout status deployment/{OPERATOR}" in notes
     assert f"helm test {RELEASE}" in notes
     assert "Helm never upgrades the CRDs" in notes
+
+
+def helm3() -> str:
+    exe = os.environ.get("MODELOPS_HELM3") or str(ROOT / ".tools/helm3/helm")
+    if not os.access(exe, os.X_OK):
+        pytest.skip("no Helm 3 binary: `make helm3` builds one from the Go module proxy into .tools/helm3")
+    return exe
+
+
+@pytest.mark.parametrize("values", VALUES_FILES.values(), ids=VALUES_FILES.keys())
+def test_helm3_lints_and_renders_exactly_like_helm4(values):
+    # a go-install build of Helm 3 defaults to Kubernetes 1.20 (no release ldflags): pin a version
+    kube = ["--kube-version", "1.34.0"]
+    args = ["lint", "--strict", str(CHART), *kube] + (["-f", str(values)] if values else [])
+    res = subprocess.run([helm3(), *args], capture_output=True, text=True)
+    assert res.returncode == 0 and "0 chart(s) failed" in res.stdout, res.stdout + res.stderr
+    three = subprocess.run([helm3(), *template_args(values), *kube], capture_output=True, text=True)
+    assert three.returncode == 0, three.stderr
+    assert three.stdout == helm(*template_args(values), *kube).stdout
