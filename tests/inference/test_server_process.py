@@ -39,13 +39,13 @@ class Server:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
 
     def wait_ready(self, timeout: float = 60) -> httpx.Response:
-        """Polls readiness until 200, or until the load finished unready (the body says why)."""
+        """Polls readiness until 200, or until loading failed (the body says why)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.process.poll() is None, self.log.read_text()
             with contextlib.suppress(httpx.TransportError):
                 response = httpx.get(self.url + "/v2/health/ready", timeout=5)
-                if response.status_code == 200 or "loading" not in response.json().get("reason", "loading"):
+                if response.status_code == 200 or "failed" in response.json().get("reason", ""):
                     return response
             time.sleep(0.1)
         raise TimeoutError(f"server not ready: {self.log.read_text()}")
