@@ -237,6 +237,8 @@ echo "{\"node_ready_s\": $t_ready, \"all_ready_s\": $t_all}" >"$C/up-times.json"
 
 step "cluster up in ${t_all} s (node Ready after ${t_ready} s)"
 kubectl get nodes -o wide
+echo "--- $KUBECONFIG_OUT (keys redacted here; the file holds them):"
+kubectl config view --minify
 cat <<MSG
 
   export KUBECONFIG=$KUBECONFIG_OUT
