@@ -143,7 +143,10 @@ def test_namespaced_mode_uses_a_role_in_the_watched_namespace():
     assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == NAMESPACE
     resources = {r for rule in role["rules"] for r in rule["resources"]}
     assert "namespaces" not in resources and "kopfpeerings" in resources
-    assert [c["metadata"]["name"] for c in find(docs, "ClusterRole")] == [f"{OPERATOR}-crd-reader"]
+    [scanning] = find(docs, "ClusterRole")
+    assert scanning["metadata"]["name"] == f"{OPERATOR}-crd-reader"
+    # namespaced kopf lists and watches Namespaces to match its own (read-only)
+    assert {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]} in scanning["rules"]
     peering = one(docs, "KopfPeering")
     assert peering["metadata"]["namespace"] == NAMESPACE
     env = env_of(pod_spec(one(docs, "StatefulSet"))["containers"][0])
@@ -172,8 +175,7 @@ def test_rbac_is_least_privilege():
         ("", "pods"): {"get", "list"},
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
-        ("", "namespaces"): {"get", "list", "watch"},
-    }
+    }  # no namespaces: cluster-wide kopf does not scan them (kopf/_core/reactor/observation.py)
     crd = one(render(), "ClusterRole", f"{OPERATOR}-crd-reader")["rules"]
     assert crd == [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
                     "verbs": ["get", "list", "watch"]}]

@@ -243,9 +243,10 @@ def test_install_test_upgrade_uninstall(crds, namespace):
     finally:
         res = khelm("uninstall", release, "-n", namespace, "--wait", "--timeout", "3m", check=False)
     assert res.returncode == 0, res.stderr
-    left = kubectl("get", "all,configmaps,secrets,roles,rolebindings,serviceaccounts,pvc", "-n", namespace,
-                   "-l", f"app.kubernetes.io/instance={release}", "-o", "name").stdout.split()
-    assert left == []
+    # pods go with their owners, a little after uninstall returns
+    wait_until("nothing of the release left in its namespace", lambda: kubectl(
+        "get", "all,configmaps,secrets,roles,rolebindings,serviceaccounts,pvc,kopfpeerings", "-n", namespace,
+        "-l", f"app.kubernetes.io/instance={release}", "-o", "name").stdout.split() == [], timeout=120)
     cluster_left = kubectl("get", "clusterroles,clusterrolebindings", "-l", f"app.kubernetes.io/instance={release}",
                            "-o", "name").stdout.split()
     assert not [n for n in cluster_left if f"{release}-modelops" in n]
