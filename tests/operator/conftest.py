@@ -78,7 +78,8 @@ def registry(tmp_path_factory, node_ip):
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "0.0.0.0", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db", "--serve-artifacts",
-         "--artifacts-destination", str(tmp / "artifacts"), "--workers", "2"],
+         "--artifacts-destination", str(tmp / "artifacts"), "--workers", "2",
+         "--allowed-hosts", f"{node_ip}:{port},127.0.0.1:{port},localhost:{port}"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     local = f"http://127.0.0.1:{port}"
