@@ -5,10 +5,10 @@ inference-test: setup ## inference server tests (the image test included: needs 
 	@bash hack/docker.sh && .venv/bin/pytest tests/inference
 
 inference-wheels: setup ## download the inference image's wheels into .cache/wheels/inference (offline builds)
-	@bash inference/build-image.sh wheels
+	@bash hack/build-image.sh inference wheels
 
 inference-image: setup ## build Dockerfile.inference on the local base image as modelops/inference:dev
-	@bash hack/docker.sh && bash inference/build-image.sh modelops/inference:dev
+	@bash hack/docker.sh && bash hack/build-image.sh inference
 
 inference-bench: setup ## benchmark modelops-serve vs raw onnxruntime, mlflow models serve, torch eager
 	@.venv/bin/python benchmarks/inference.py

@@ -3,8 +3,8 @@
 #   images.sh cluster   the cluster's own images: pause, kube (the multi-call binary: CoreDNS,
 #                       metrics-server), traefik, and the Debian bookworm + Python 3.11 base image
 #   images.sh project   the project's Dockerfile.inference / Dockerfile.operator, built FROM that base
-#                       (through inference/build-image.sh / operator/build-image.sh when they exist) as
-#                       modelops/inference:dev and modelops/operator:dev, then loaded into the cluster
+#                       by hack/build-image.sh (offline wheel caches) as modelops/inference:dev and
+#                       modelops/operator:dev, then loaded into the cluster
 source "$(dirname "$0")/../lib.sh"
 source "$ROOT/hack/cluster/env.sh"
 bash "$ROOT/hack/docker.sh"
@@ -38,26 +38,11 @@ case "${1:-cluster}" in
     # Dockerfiles take their base image as a build ARG; the local cluster passes the local base.
     built=()
     for kind in inference operator; do
-      df=""
-      for f in "$ROOT/Dockerfile.$kind" "$ROOT/$kind/Dockerfile" "$ROOT/$kind/Dockerfile.$kind"; do
-        [[ -f "$f" ]] && { df=$f; break; }
-      done
-      if [[ -z "$df" ]]; then
-        step "no Dockerfile.$kind yet: skipped"
-        continue
-      fi
       image="${IMAGE_PREFIX:-modelops}/$kind:${IMAGE_TAG:-dev}"
-      bash "$ROOT/hack/base-image.sh"
-      if [[ -x "$ROOT/$kind/build-image.sh" || -f "$ROOT/$kind/build-image.sh" ]]; then
-        # the component's own recipe (e.g. offline wheel cache), on the local base
-        BASE_IMAGE=$BASE_IMAGE bash "$ROOT/$kind/build-image.sh" "$image"
-      else
-        step "docker build ${df#"$ROOT"/} -> $image (base $BASE_IMAGE)"
-        docker build -q -f "$df" --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$image" "$ROOT" >/dev/null
-      fi
+      BASE_IMAGE=$BASE_IMAGE bash "$ROOT/hack/build-image.sh" "$kind" "$image"
       built+=("$image")
     done
-    ((${#built[@]} == 0)) || bash "$ROOT/hack/load-image.sh" "${built[@]}"
+    bash "$ROOT/hack/load-image.sh" "${built[@]}"
     ;;
   *) die "usage: images.sh cluster|project" ;;
 esac

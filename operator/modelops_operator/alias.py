@@ -14,7 +14,9 @@ from .config import OperatorConfig
 from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_version
 from .spec import ModelRef
 
-ALIAS_VERSION_ANNOTATION = "modelops.io/alias-version"
+# Not under modelops.io/: kopf leaves its own storage prefix out of the diff, and a change there
+# would never reach the update handler.
+ALIAS_VERSION_ANNOTATION = "alias.modelops.io/version"
 log = logging.getLogger(__name__)
 
 

@@ -31,6 +31,8 @@ for _result in ("success", "failure"):
         _counter.labels(_result)
 for _reason in ("ExportFailed", "RolloutFailed", "SmokeCheckFailed"):
     ROLLBACKS.labels(_reason)
+for _result in ("accepted", "rejected"):
+    WEBHOOKS.labels(_result)
 
 
 def set_phase(namespace: str, name: str, phase: str) -> None:

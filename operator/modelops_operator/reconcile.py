@@ -27,7 +27,7 @@ from .manifests import absent_kinds, children, endpoint_url, selector_string
 from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_version
 from .rollout import failing_pods_evidence, wait_available
 from .smoke import cases_from_export, cases_from_spec, run_smoke
-from .spec import ModelDeploymentSpec
+from .spec import ModelDeploymentSpec, ServingSpec
 from .status import StatusWriter
 from .target import ServingTarget
 
@@ -88,8 +88,9 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
         sha256=record["sha256"],
         image=md.serving.image or config.serving_image,
         tracking_uri=config.mlflow_proxy_uri or tracking_uri,
+        serving=md.serving.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
-    if not await _roll_out(w, md, target, attempt):
+    if not await _roll_out(w, md, target):
         return
     if not await _verify(w, md, record):
         return
@@ -119,11 +120,15 @@ async def _export(w: StatusWriter, md: ModelDeploymentSpec, version: str, tracki
         record = await asyncio.to_thread(_export_sync, md, version, tracking_uri)
     except ExportError as exc:
         metrics.EXPORTS.labels("failure").inc()
+        if exc.retryable:  # MLflow or its artifact store unreachable: nothing is wrong with the version
+            await w.conditions(("Exported", False, "ExportRetrying", str(exc)))
+            raise kopf.TemporaryError(f"export of version {version} failed, retrying: {exc}", delay=15) from exc
         await w.conditions(("Exported", False, "ExportFailed", str(exc)))
         await _give_up(w, "ExportFailed", f"version {version} was not shipped: {exc}")
         return None
     metrics.EXPORTS.labels("success").inc()
     metrics.EXPORT_SECONDS.observe(time.monotonic() - started)
+    await w.mark("exported")
     parity = _json_safe(record.get("parity") or {})
     await w.update(export={"uri": record["onnx_uri"], "sha256": record["sha256"], "parity": parity})
     await w.conditions(("Exported", True, "ParityVerified",
@@ -170,6 +175,10 @@ async def _scale(w: StatusWriter, md: ModelDeploymentSpec, fresh: bool) -> None:
     """Set replicas only when the spec's count changed (or the Deployment is new): with an HPA the
     HPA owns the count, and a user's `kubectl scale` is not undone on every reconcile."""
     if md.autoscaling:
+        if w.status.get("appliedReplicas") == 0:  # a failed first version was scaled to zero, and
+            await kube.merge_patch(                 # an HPA never scales a Deployment up from zero
+                "apps/v1", "Deployment", w.name, w.namespace, {"spec": {"replicas": md.autoscaling.min_replicas}}
+            )
         await w.update(appliedReplicas=None)
         return
     want = md.desired_replicas
@@ -178,8 +187,9 @@ async def _scale(w: StatusWriter, md: ModelDeploymentSpec, fresh: bool) -> None:
         await w.update(appliedReplicas=want)
 
 
-async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget, attempt: dict) -> bool:
+async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget) -> bool:
     await w.phase("RollingOut", "RollingOut", f"rolling out version {target.model_version}")
+    attempt = w.status["attempt"]
     if "rolloutDeadline" not in attempt:
         attempt = {**attempt, "rolloutDeadline": time.time() + md.rollout.progress_deadline_seconds}
         await w.update(attempt=attempt)
@@ -194,6 +204,7 @@ async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTar
         return False
     metrics.ROLLOUTS.labels("success").inc()
     metrics.ROLLOUT_SECONDS.observe(time.monotonic() - started)
+    await w.mark("available")
     await w.conditions(("Available", True, "RolloutComplete", state.message))
     return True
 
@@ -203,20 +214,20 @@ async def _verify(w: StatusWriter, md: ModelDeploymentSpec, record: dict) -> boo
     svc = await kube.get("v1", "Service", w.name, w.namespace)
     base_url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
     cases = cases_from_spec(md.smoke) or cases_from_export(record)
-    result = await run_smoke(base_url, w.name, cases, md.smoke)
+    result = await run_smoke(base_url, w.name, cases, md.smoke, version=str(w.status.get("targetModelVersion")))
+    await w.mark("verified")
     if result.ok(md.smoke.min_success_rate):
         metrics.SMOKE_CHECKS.labels("success").inc()
         return True
     metrics.SMOKE_CHECKS.labels("failure").inc()
     evidence = result.summary() + "".join(f"\n{f}" for f in result.failures[1:3])
-    await w.conditions(("SmokeTestPassed", False, "SmokeChecksFailed", evidence))
+    await w.conditions(("SmokeTestPassed", False, "SmokeCheckFailed", evidence))
     await roll_back(w, md, "SmokeCheckFailed", f"version {w.status.get('targetModelVersion')}: {evidence}")
     return False
 
 
 async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evidence: str) -> None:
     """Restore the last good pod template and wait for it; with none, stop the failed version."""
-    metrics.ROLLBACKS.labels(reason).inc()
     last_good = ServingTarget.from_status(w.status.get("lastGood"))
     if last_good is None:
         await kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", w.name, w.namespace)
@@ -224,10 +235,14 @@ async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evide
         await w.update(appliedReplicas=0)
         await _give_up(w, reason, f"{evidence}\nno earlier good version: scaled to zero")
         return
+    metrics.ROLLBACKS.labels(reason).inc()
     kopf.event(w.body, type="Warning", reason="RollingBack",
                message=f"{reason}: restoring version {last_good.model_version}")
+    if last_good.serving is not None:  # the serving settings that worked, not the ones that just failed
+        md = md.model_copy(update={"serving": ServingSpec.model_validate(last_good.serving)})
     await apply_children(w, md, last_good)
     state = await wait_available(w.name, w.namespace, time.time() + md.rollout.progress_deadline_seconds)
+    await w.mark("restored")
     await w.conditions(
         ("RolledBack", True, reason, evidence),
         ("Degraded", not state.done, reason if not state.done else "LastGoodServing",
@@ -240,6 +255,7 @@ async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evide
 async def _give_up(w: StatusWriter, reason: str, message: str) -> None:
     """End an attempt that shipped nothing new: RolledBack when a good version still serves."""
     if w.status.get("lastGood"):
+        metrics.ROLLBACKS.labels(reason).inc()
         serving = w.status.get("lastGoodModelVersion")
         await w.conditions(("RolledBack", True, reason, message),
                            ("Degraded", False, "LastGoodServing", f"version {serving} keeps serving"))

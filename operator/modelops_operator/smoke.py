@@ -3,7 +3,9 @@ exported model itself answered on the same inputs, so a rollout never depends on
 
 from __future__ import annotations
 
+import asyncio
 import math
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,20 +104,41 @@ def check_response(case: SmokeCase, status_code: int, body: Any, tolerance: floa
     return None
 
 
-async def run_smoke(base_url: str, model_name: str, cases: list[SmokeCase], smoke: SmokeSpec) -> SmokeResult:
+def answered_by(body: Any) -> str | None:
+    """The model version that produced a response (modelops-serve reports it in every answer)."""
+    return str(body["model_version"]) if isinstance(body, dict) and body.get("model_version") is not None else None
+
+
+async def run_smoke(base_url: str, model_name: str, cases: list[SmokeCase], smoke: SmokeSpec,
+                    version: str, settle_seconds: float = 30.0, retry_interval: float = 0.5) -> SmokeResult:
+    """Send every case through the Service and judge what the target `version` answers.
+
+    Right after a rollout completes, kube-proxy may still route a request or two to a draining pod of
+    the old version: such answers are not evidence about the new one, so the request is sent again
+    (for up to `settle_seconds`) until the new version answers it.
+    """
     result = SmokeResult(total=len(cases), passed=0)
     url = f"{base_url}/v2/models/{model_name}/infer"
+    settle_until = time.monotonic() + settle_seconds
     async with httpx.AsyncClient(timeout=smoke.timeout_seconds) as client:
         for i, case in enumerate(cases):
-            try:
-                resp = await client.post(url, json=case.request)
+            while True:
                 try:
-                    body = resp.json()
-                except ValueError:
-                    body = resp.text
-                problem = check_response(case, resp.status_code, body, smoke.tolerance)
-            except httpx.HTTPError as exc:
-                problem = f"request failed: {type(exc).__name__}: {exc}"
+                    resp = await client.post(url, json=case.request)
+                    try:
+                        body = resp.json()
+                    except ValueError:
+                        body = resp.text
+                    problem = check_response(case, resp.status_code, body, smoke.tolerance)
+                    other = answered_by(body)
+                    if resp.status_code == 200 and other not in (None, version):
+                        problem = f"answered by version {other}, not {version}: the Service still routes to old pods"
+                        if time.monotonic() < settle_until:
+                            await asyncio.sleep(retry_interval)
+                            continue
+                except httpx.HTTPError as exc:
+                    problem = f"request failed: {type(exc).__name__}: {exc}"
+                break
             if problem is None:
                 result.passed += 1
             else:

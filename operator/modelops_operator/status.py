@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import kopf
@@ -23,8 +24,15 @@ class StatusWriter:
         self.logger = logger
 
     async def update(self, **fields: Any) -> None:
+        """Replace the given status fields (nested objects too, not merged into the old ones)."""
+        patch = {key: replacing(self.status.get(key), value) for key, value in fields.items()}
         self.status.update(fields)
-        await kube.patch_status(self.name, self.namespace, fields)
+        await kube.patch_status(self.name, self.namespace, patch)
+
+    async def mark(self, step: str) -> None:
+        """Stamp when a step of the current attempt ended (status.attempt.<step>At, epoch seconds):
+        users see where a rollout spends its time, and benchmarks/rollout.py splits apply -> Ready."""
+        await self.update(attempt={**(self.status.get("attempt") or {}), f"{step}At": round(time.time(), 3)})
 
     async def phase(self, phase: str, reason: str, message: str, *, warning: bool = False, **fields: Any) -> None:
         """Move to `phase`, recording why in an Event (Warning for failures)."""
@@ -39,3 +47,12 @@ class StatusWriter:
         for type_, ok, reason, message in changes:
             conditions = set_condition(conditions, type_, ok, reason, message, self.generation)
         await self.update(conditions=conditions)
+
+
+def replacing(old: Any, new: Any) -> Any:
+    """The merge patch that turns `old` into `new`: a merge patch merges nested objects, so keys that
+    `new` drops are sent as null (else a new attempt would inherit the last one's deadline)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return {**{key: None for key in old if key not in new},
+                **{key: replacing(old.get(key), value) for key, value in new.items()}}
+    return new

@@ -1,4 +1,5 @@
-"""What a pod template serves: the one thing a rollout changes and a rollback restores."""
+"""What a pod template serves (model, image and serving settings): what a rollout changes and a
+rollback restores."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ _STATUS_KEYS = {
     "sha256": "sha256",
     "image": "image",
     "tracking_uri": "trackingUri",
+    "serving": "serving",
 }
 
 
@@ -20,6 +22,7 @@ class ServingTarget:
     sha256: str
     image: str
     tracking_uri: str | None = None
+    serving: dict | None = None  # spec.serving as applied (env, resources, threads...), camelCase
 
     def to_status(self) -> dict:
         """camelCase, as Kubernetes status fields are spelled."""

@@ -34,7 +34,7 @@ def image() -> str:
     if shutil.which("docker") is None:
         pytest.skip("docker is not installed: run `make setup` (make test installs and starts it)")
     subprocess.run(["bash", str(ROOT / "hack/docker.sh")], check=True, timeout=120)
-    subprocess.run(["bash", str(ROOT / "inference/build-image.sh"), IMAGE], check=True, timeout=1200)
+    subprocess.run(["bash", str(ROOT / "hack/build-image.sh"), "inference", IMAGE], check=True, timeout=1200)
     return IMAGE
 
 

@@ -65,19 +65,30 @@ def test_smoke_checks_pass_on_a_good_export_served_for_real(exports, tmp_path):
     cases = cases_from_export(good)
     assert len(cases) >= 2
     with serving(good, tracking_uri, tmp_path) as base:
-        result = asyncio.run(run_smoke(base, "smoke", cases, SmokeSpec()))
+        result = asyncio.run(run_smoke(base, "smoke", cases, SmokeSpec(), version=good["version"]))
     assert result.ok(1.0), result.summary()
 
 
 def test_smoke_checks_catch_a_model_that_answers_nan(exports, tmp_path):
     tracking_uri, _, broken = exports
     with serving(broken, tracking_uri, tmp_path) as base:
-        result = asyncio.run(run_smoke(base, "smoke", cases_from_export(broken), SmokeSpec()))
+        cases = cases_from_export(broken)
+        result = asyncio.run(run_smoke(base, "smoke", cases, SmokeSpec(), version=broken["version"]))
     assert result.passed == 0 and "not finite" in result.failures[0]
 
 
 def test_a_wrong_model_name_is_a_failed_check_not_a_crash(exports, tmp_path):
     tracking_uri, good, _ = exports
     with serving(good, tracking_uri, tmp_path) as base:
-        result = asyncio.run(run_smoke(base, "other", cases_from_export(good), SmokeSpec()))
+        result = asyncio.run(run_smoke(base, "other", cases_from_export(good), SmokeSpec(), version=good["version"]))
     assert result.passed == 0 and "HTTP 404" in result.failures[0]
+
+
+def test_answers_from_another_version_are_retried_then_reported(exports, tmp_path):
+    """Right after a rollout an old pod may still answer: that is no evidence for the new version."""
+    tracking_uri, good, _ = exports
+    with serving(good, tracking_uri, tmp_path) as base:
+        result = asyncio.run(run_smoke(base, "smoke", cases_from_export(good)[:1], SmokeSpec(),
+                                       version="not-" + good["version"], settle_seconds=1.0, retry_interval=0.2))
+    assert result.passed == 0
+    assert f"answered by version {good['version']}" in result.failures[0]

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds a component's image (Dockerfile.<component>) offline-capable:
+#   hack/build-image.sh COMPONENT wheels     download its wheels into .cache/wheels/COMPONENT
+#                                            (again only when constraints.txt or a pyproject changed)
+#   hack/build-image.sh COMPONENT [IMAGE]    wheels, the local base image, then docker build
+#                                            (IMAGE defaults to modelops/COMPONENT:dev)
+# COMPONENT is inference or operator. BASE_IMAGE overrides the base (default
+# local/python-base:bookworm, built by hack/base-image.sh).
+source "$(dirname "$0")/lib.sh"
+
+component=${1:-}
+case "$component" in
+  inference) sources=(inference) ;;
+  operator) sources=(training operator) ;;  # the operator exports through modelops-training
+  *) die "usage: hack/build-image.sh inference|operator [wheels|IMAGE]" ;;
+esac
+WHEELS="$CACHE/wheels/$component"
+
+wheels() {
+  local want stamp="$WHEELS/.stamp" paths=()
+  for s in "${sources[@]}"; do paths+=("$ROOT/$s"); done
+  want=$(cat "$ROOT/constraints.txt" "${paths[@]/%//pyproject.toml}" | sha256sum | cut -c1-16)
+  [[ "$(cat "$stamp" 2>/dev/null)" == "$want" ]] && return 0
+  step "downloading the $component image's wheels into ${WHEELS#"$ROOT"/} (once per dependency change)"
+  rm -rf "$WHEELS.tmp" && mkdir -p "$WHEELS.tmp"
+  # setuptools: the image builds the project's own packages from source with --no-index.
+  "$VENV/bin/pip" download -q --only-binary=:all: -c "$ROOT/constraints.txt" -d "$WHEELS.tmp" \
+    "${paths[@]}" "setuptools>=68"
+  rm -f "$WHEELS.tmp"/modelops*  # the project itself comes from the source tree
+  rm -rf "$WHEELS" && mv "$WHEELS.tmp" "$WHEELS"
+  echo "$want" >"$stamp"
+  du -sh "$WHEELS" | awk '{print "  " $1 " of wheels"}'
+}
+
+case "${2:-}" in
+  wheels) wheels ;;
+  *)
+    image=${2:-modelops/$component:dev}
+    wheels
+    if [[ -z "${BASE_IMAGE:-}" ]]; then
+      BASE_IMAGE=local/python-base:bookworm
+      bash "$ROOT/hack/base-image.sh"
+    fi
+    step "docker build Dockerfile.$component -> $image (base $BASE_IMAGE)"
+    # The build context is exactly what the Dockerfile copies: the classic builder (no BuildKit in
+    # Debian's docker.io) would otherwise send every wheel cache to the daemon on every build.
+    tar -C "$ROOT" -c --exclude='__pycache__' --exclude='*.egg-info' --exclude='build' \
+      "Dockerfile.$component" constraints.txt "${sources[@]}" "${WHEELS#"$ROOT"/}" |
+      docker build -q -f "Dockerfile.$component" --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$image" - >/dev/null
+    docker image inspect -f "{{.Size}}" "$image" | awk -v i="$image" '{printf "%s: %.0f MB\n", i, $1 / 1e6}'
+    ;;
+esac
