@@ -2,7 +2,7 @@
 # Debian packages: docker engine (image builds), debootstrap (base images), containerd/runc/CNI
 # (the local cluster's node), prometheus (rule and dashboard query tests).
 source "$(dirname "$0")/../lib.sh"
-pkgs=(docker.io debootstrap containerd runc containernetworking-plugins conntrack socat iptables prometheus)
+pkgs=(docker.io debootstrap containerd runc containernetworking-plugins conntrack socat iptables prometheus shellcheck)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 ((${#missing[@]} == 0)) && exit 0
