@@ -1,7 +1,7 @@
 """Fixtures shared by every component's tests.
 
 ``mlflow_server``: a real ``mlflow server`` process (sqlite store, ``--serve-artifacts``) on a
-free local port, started once per session. ``tracking``: point MLflow (env and fluent API) at a
+free local port, started once per session. Under ``make test`` a skip is a failure (see below). ``tracking``: point MLflow (env and fluent API) at a
 URI for the duration of a ``with`` block, restoring what was there before.
 """
 
@@ -18,6 +18,19 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+NO_SKIP = os.environ.get("MODELOPS_NO_SKIP") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under `make test` (MODELOPS_NO_SKIP=1), which installs every tool and starts the cluster, a
+    skipped test is a failure: a missing prerequisite must not pass CI silently."""
+    outcome = yield
+    report = outcome.get_result()
+    if NO_SKIP and report.skipped and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        report.longrepr = f"skipped under make test, where nothing may be skipped: {report.longrepr}"
 
 
 def free_port() -> int:

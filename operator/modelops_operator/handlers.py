@@ -8,7 +8,7 @@ import os
 
 import kopf
 
-from . import alias, api, kube, metrics
+from . import alias, api, gate, kube, metrics
 from .config import OperatorConfig
 from .reconcile import reconcile
 
@@ -55,6 +55,20 @@ async def reconcile_model_deployment(body, spec, status, logger, memo: kopf.Memo
 def forget_model_deployment(name: str, namespace: str, **_) -> None:
     """Children go with owner references; only our metric series need forgetting (no finalizer)."""
     metrics.forget(namespace, name)
+
+
+@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "modelops-operator"})
+async def admit_serving_pods(body, **_) -> None:
+    """Pods of the version already serving (HPA scale-ups, rescheduled pods, a restored last good
+    version) pass the readiness gate without new checks; a new version's pods wait for the reconcile."""
+    if not gate.awaiting_gate(body):
+        return
+    meta = body["metadata"]
+    owner = await kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", meta["labels"]["app.kubernetes.io/instance"],
+                           meta["namespace"])
+    serving = ((owner or {}).get("status") or {}).get("modelVersion")
+    if serving is not None and gate.pod_version(body) == serving:
+        await gate.open_gate(body, "ServingVersion", f"version {serving} is the verified serving version")
 
 
 @kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "modelops-operator"})

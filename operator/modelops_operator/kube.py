@@ -87,6 +87,21 @@ async def merge_patch(api_version: str, kind: str, name: str, namespace: str, bo
     await asyncio.to_thread(call)
 
 
+async def set_pod_condition(name: str, namespace: str, condition: dict[str, Any]) -> None:
+    """Set one pod condition (a readiness gate); strategic merge keys conditions by type."""
+
+    def call():
+        kubernetes.client.CoreV1Api(_api_client()).patch_namespaced_pod_status(
+            name, namespace, {"status": {"conditions": [condition]}}
+        )
+
+    try:
+        await asyncio.to_thread(call)
+    except ApiException as exc:
+        if exc.status != 404:  # the pod is gone: nothing to admit
+            raise
+
+
 async def patch_status(name: str, namespace: str, status: dict[str, Any]) -> None:
     """Write status now, not at the handler's end, so long steps show their phase while they run."""
 

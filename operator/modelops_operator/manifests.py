@@ -16,6 +16,7 @@ SERVICE_PORT = 80
 RUN_AS_USER = 10001
 PRESTOP_SECONDS = 5
 MODEL_VERSION_ANNOTATION = "modelops.io/model-version"
+VERIFIED_GATE = "modelops.io/verified"
 
 
 def labels(name: str) -> dict[str, str]:
@@ -128,6 +129,8 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
                     },
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+                    # no Service traffic until the operator's own smoke checks pass on this pod (gate.py)
+                    "readinessGates": [{"conditionType": VERIFIED_GATE}],
                 },
             },
         },

@@ -23,6 +23,7 @@ import kopf
 
 from . import kube, metrics
 from .config import OperatorConfig
+from .gate import admit_pods
 from .manifests import absent_kinds, children, endpoint_url, selector_string
 from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_version
 from .rollout import failing_pods_evidence, wait_available
@@ -90,7 +91,7 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
         tracking_uri=config.mlflow_proxy_uri or tracking_uri,
         serving=md.serving.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
-    if not await _roll_out(w, md, target):
+    if not await _roll_out(w, md, target, record):
         return
     if not await _verify(w, md, record):
         return
@@ -187,7 +188,7 @@ async def _scale(w: StatusWriter, md: ModelDeploymentSpec, fresh: bool) -> None:
         await w.update(appliedReplicas=want)
 
 
-async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget) -> bool:
+async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget, record: dict) -> bool:
     await w.phase("RollingOut", "RollingOut", f"rolling out version {target.model_version}")
     attempt = w.status["attempt"]
     if "rolloutDeadline" not in attempt:
@@ -195,7 +196,14 @@ async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTar
         await w.update(attempt=attempt)
     started = time.monotonic()
     await apply_children(w, md, target)
-    state = await wait_available(w.name, w.namespace, attempt["rolloutDeadline"])
+    cases = smoke_cases(md, record)
+    state = await wait_available(w.name, w.namespace, attempt["rolloutDeadline"], admit=lambda: admit_pods(
+        w.name, w.namespace, target.model_version, cases, md.smoke))
+    if state.rejected:  # a new pod answered wrongly before it took any traffic
+        metrics.SMOKE_CHECKS.labels("failure").inc()
+        await w.conditions(("SmokeTestPassed", False, "SmokeCheckFailed", state.message))
+        await roll_back(w, md, "SmokeCheckFailed", f"version {target.model_version}: {state.message}")
+        return False
     if state.failed:
         metrics.ROLLOUTS.labels("failure").inc()
         evidence = await failing_pods_evidence(w.name, w.namespace, target.model_version)
@@ -209,11 +217,16 @@ async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTar
     return True
 
 
+def smoke_cases(md: ModelDeploymentSpec, record: dict) -> list:
+    """The user's requests when given, else one per row of the model's logged input example."""
+    return cases_from_spec(md.smoke) or cases_from_export(record)
+
+
 async def _verify(w: StatusWriter, md: ModelDeploymentSpec, record: dict) -> bool:
     await w.phase("Verifying", "Verifying", "sending smoke checks through the Service")
     svc = await kube.get("v1", "Service", w.name, w.namespace)
     base_url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"
-    cases = cases_from_spec(md.smoke) or cases_from_export(record)
+    cases = smoke_cases(md, record)
     result = await run_smoke(base_url, w.name, cases, md.smoke, version=str(w.status.get("targetModelVersion")))
     await w.mark("verified")
     if result.ok(md.smoke.min_success_rate):
@@ -241,7 +254,8 @@ async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evide
     if last_good.serving is not None:  # the serving settings that worked, not the ones that just failed
         md = md.model_copy(update={"serving": ServingSpec.model_validate(last_good.serving)})
     await apply_children(w, md, last_good)
-    state = await wait_available(w.name, w.namespace, time.time() + md.rollout.progress_deadline_seconds)
+    state = await wait_available(w.name, w.namespace, time.time() + md.rollout.progress_deadline_seconds,
+                                 admit=lambda: admit_pods(w.name, w.namespace, last_good.model_version, None, md.smoke))
     await w.mark("restored")
     await w.conditions(
         ("RolledBack", True, reason, evidence),

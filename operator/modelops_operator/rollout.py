@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ class RolloutState:
     done: bool
     failed: bool
     message: str
+    rejected: bool = False  # a new pod failed its smoke checks at the readiness gate
 
 
 def rollout_state(deployment: dict[str, Any]) -> RolloutState:
@@ -39,10 +41,17 @@ def rollout_state(deployment: dict[str, Any]) -> RolloutState:
     return RolloutState(True, False, f"{available} replicas available")
 
 
-async def wait_available(name: str, namespace: str, deadline: float, poll: float = 1.0) -> RolloutState:
+async def wait_available(name: str, namespace: str, deadline: float, poll: float = 1.0,
+                         admit: Callable[[], Awaitable[str | None]] | None = None) -> RolloutState:
     """Poll until the rollout is done, the Deployment reports its own deadline, or `deadline`
-    (a time.time() instant kept in status, so a restarted operator keeps the same deadline)."""
+    (a time.time() instant kept in status, so a restarted operator keeps the same deadline).
+
+    `admit` runs on every poll to let waiting pods through their readiness gate (gate.py); the
+    evidence it returns when a pod fails its checks ends the wait as `rejected`.
+    """
     while True:
+        if admit is not None and (evidence := await admit()):
+            return RolloutState(False, True, evidence, rejected=True)
         dep = await kube.get("apps/v1", "Deployment", name, namespace)
         state = rollout_state(dep) if dep else RolloutState(False, False, "deployment not found yet")
         if state.done or state.failed:

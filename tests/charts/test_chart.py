@@ -172,7 +172,8 @@ def test_rbac_is_least_privilege():
         ("autoscaling", "horizontalpodautoscalers"): write,
         ("networking.k8s.io", "ingresses"): write,
         ("policy", "poddisruptionbudgets"): write,
-        ("", "pods"): {"get", "list"},
+        ("", "pods"): {"get", "list", "watch"},
+        ("", "pods/status"): {"patch"},
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
     }  # no namespaces: cluster-wide kopf does not scan them (kopf/_core/reactor/observation.py)

@@ -25,6 +25,7 @@ def test_deployment_pod_serves_the_target_and_is_locked_down():
     assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
     assert container["image"] == TARGET.image
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert pod["readinessGates"] == [{"conditionType": manifests.VERIFIED_GATE}]
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
