@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
-.PHONY: help setup test lint bench demo
+.PHONY: help setup test lint bench demo demo-down
 help: ## list targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
@@ -18,8 +18,11 @@ lint: setup ## ruff
 bench: setup ## run benchmarks/ (tables printed, JSON under benchmarks/results/)
 	@for b in benchmarks/*.py; do echo "== $$b"; .venv/bin/python $$b || exit 1; done
 
-demo: ## the main job: train, register, export, serve and predict
+demo: ## the main job: cluster, images, helm install, train, apply a ModelDeployment, predict, see a rollback
 	@bash hack/demo.sh
+
+demo-down: ## undo make demo: uninstall the release, delete the demo namespace, stop the local cluster
+	@bash hack/demo-down.sh
 
 # Each component adds its own targets here.
 -include mk/*.mk

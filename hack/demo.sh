@@ -1,25 +1,130 @@
 #!/usr/bin/env bash
-# The local demo until the cluster demo (issue 7) lands: train and register two versions in the
-# embedded MLflow, export the champion to ONNX behind the parity gate, serve it and predict.
+# make demo: from a fresh machine to predictions through the ingress, then a broken version rolled back.
+#   tools -> local Kubernetes (or the cluster in KUBECONFIG, or CLUSTER=kind) -> images -> helm install
+#   -> train two versions in the chart's MLflow -> apply examples/modeldeployment.yaml -> predictions
+#   -> champion alias moved to a NaN-answering version -> rolled back while the endpoint keeps answering.
+# Idempotent: run it again and it upgrades the release and trains new versions. `make demo-down` undoes it.
 source "$(dirname "$0")/lib.sh"
+RELEASE=modelops NS=modelops-system APP_NS=modelops-demo MODEL=breast-cancer
+DEMO="$DATA/demo"
+INGRESS="http://$MODEL.modelops.localhost:${MODELOPS_INGRESS_PORT:-30080}"  # *.localhost is 127.0.0.1
+mkdir -p "$DEMO"
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+
+step "1/8 tools: venv, docker, helm, kubectl (first run downloads torch and builds the cluster: ~20 min)"
 bash "$ROOT/hack/setup.sh"
-step "train two versions of the breast-cancer MLP (alias champion)"
-modelops-train --dataset breast_cancer --epochs 10 --seed 0 --register demo-cancer --alias champion
-modelops-train --dataset breast_cancer --epochs 20 --seed 1 --register demo-cancer --alias champion \
-  --promote-if-better test_f1
-step "export models:/demo-cancer@champion to ONNX (parity gate)"
-modelops-export "models:/demo-cancer@champion" --out "$DATA/demo-export"
-step "serve it and predict"
-modelops-serve --model-uri "$DATA/demo-export" --model-name demo-cancer --port 18080 --host 127.0.0.1 &
-pid=$!; trap 'kill $pid 2>/dev/null' EXIT
-wait_for 60 "modelops-serve" curl -sf http://127.0.0.1:18080/v2/health/ready
-python - <<'PY'
-import httpx, numpy as np
-from sklearn.datasets import load_breast_cancer
-d = load_breast_cancer(); x = d.data[:8].astype(np.float32)
-r = httpx.post("http://127.0.0.1:18080/v2/models/demo-cancer/infer",
-               json={"inputs": [{"name": "input", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}]})
-p = np.asarray(r.json()["outputs"][0]["data"]).reshape(len(x), -1)
-for pred, label in zip(p.argmax(1), d.target[:8]):
-    print(f"predicted {d.target_names[pred]:<10} expected {d.target_names[label]}")
+bash "$ROOT/hack/docker.sh"
+
+step "2/8 cluster"
+bash "$ROOT/hack/cluster/up.sh"
+[[ -z "${KUBECONFIG:-}" && -f "$DATA/cluster/kubeconfig" ]] && export KUBECONFIG="$DATA/cluster/kubeconfig"
+
+step "3/8 images: modelops/inference:dev and modelops/operator:dev, loaded into the cluster"
+bash "$ROOT/hack/cluster/images.sh" project
+
+step "4/8 helm upgrade --install $RELEASE charts/modelops (operator, MLflow, dashboards, alerts)"
+kubectl apply --server-side -f "$ROOT/crds" >/dev/null  # Helm never upgrades CRDs itself
+helm upgrade --install "$RELEASE" "$ROOT/charts/modelops" -n "$NS" --create-namespace \
+  --set operator.image.tag=dev --set operator.servingImage.tag=dev --set operator.aliasPollSeconds=5 \
+  --set mlflow.persistence.enabled=false --wait --timeout 10m
+kubectl get pods -n "$NS"
+
+step "5/8 train two versions of the $MODEL MLP in the chart's MLflow (champion = the better one)"
+mlflow_port=${MODELOPS_DEMO_MLFLOW_PORT:-15000}
+kubectl -n "$NS" port-forward "svc/$RELEASE-mlflow" "$mlflow_port:5000" >"$DEMO/port-forward.log" 2>&1 &
+pids+=($!)
+wait_for 60 "MLflow through port-forward" curl -sf "http://127.0.0.1:$mlflow_port/health"
+export MLFLOW_TRACKING_URI="http://127.0.0.1:$mlflow_port"
+modelops-train --dataset breast_cancer --epochs 10 --seed 0 --register "$MODEL" --alias champion \
+  --promote-if-better test_f1 --no-progress
+modelops-train --dataset breast_cancer --epochs 30 --seed 1 --register "$MODEL" --alias champion \
+  --promote-if-better test_f1 --no-progress
+
+step "6/8 kubectl apply -f examples/modeldeployment.yaml (export, parity gate, rollout, smoke checks)"
+kubectl create namespace "$APP_NS" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+kubectl apply -n "$APP_NS" -f "$ROOT/examples/modeldeployment.yaml"
+champion=$(python - <<'PY'
+from mlflow import MlflowClient
+print(MlflowClient().get_model_version_by_alias("breast-cancer", "champion").version)
 PY
+)
+wait_for 300 "$MODEL Ready on version $champion" bash -c "[[ \$(kubectl get mdep $MODEL -n $APP_NS \
+  -o jsonpath='{.status.phase}/{.status.modelVersion}') == Ready/$champion ]]"
+kubectl get mdep -n "$APP_NS"
+
+step "7/8 predictions through the ingress ($INGRESS)"
+predict() {
+  python - "$INGRESS" "$MODEL" <<'PY'
+import sys, httpx, numpy as np
+from sklearn.datasets import load_breast_cancer
+url, name = sys.argv[1:]
+d = load_breast_cancer(); rows = np.random.default_rng(7).choice(len(d.data), 8, replace=False)
+x = d.data[rows].astype(np.float32)
+r = httpx.post(f"{url}/v2/models/{name}/infer", timeout=10, json={"inputs": [
+    {"name": "input", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}]})
+r.raise_for_status()
+body = r.json(); p = np.asarray(body["outputs"][0]["data"]).reshape(len(x), -1)
+print(f"  answered by version {body['model_version']}")
+for i, (pred, label) in enumerate(zip(p.argmax(1), d.target[rows])):
+    mark = "ok" if pred == label else "WRONG"
+    print(f"  row {rows[i]:>3}: predicted {d.target_names[pred]:<9} ({p[i].max():.2f})  expected {d.target_names[label]:<9} {mark}")
+PY
+}
+predict
+
+step "8/8 move champion to a version that answers NaN: the operator must roll it back"
+broken=$(modelops-train --dataset breast_cancer --epochs 2 --seed 2 --register "$MODEL" --sabotage nan \
+  --no-progress --json | python -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+# a client hitting the endpoint all along: every answer must come from the good version
+python - "$INGRESS" "$MODEL" "$DEMO/traffic.json" <<'PY' &
+import json, sys, time, httpx
+url, name, out = sys.argv[1:]
+seen, failed, deadline = {}, 0, time.time() + 600
+x = [[14.0, 20.0, 90.0, 600.0, 0.1, 0.1, 0.1, 0.05, 0.2, 0.06] * 3]
+while time.time() < deadline:
+    try:
+        r = httpx.post(f"{url}/v2/models/{name}/infer", timeout=5, json={"inputs": [
+            {"name": "input", "datatype": "FP32", "shape": [1, 30], "data": x[0]}]})
+        ok = r.status_code == 200 and None not in r.json()["outputs"][0]["data"]
+        version = r.json().get("model_version") if r.status_code == 200 else str(r.status_code)
+        seen[version] = seen.get(version, 0) + 1
+        failed += not ok
+    except httpx.HTTPError:
+        failed += 1
+    json.dump({"answers_by_version": seen, "failed": failed}, open(out, "w"))
+    time.sleep(0.1)
+PY
+pids+=($!)
+python - <<PY
+from mlflow import MlflowClient
+MlflowClient().set_registered_model_alias("$MODEL", "champion", "$broken")
+print("  champion -> version $broken (answers NaN)")
+PY
+wait_for 300 "the rollback of version $broken" bash -c "[[ \$(kubectl get mdep $MODEL -n $APP_NS \
+  -o jsonpath='{.status.phase}/{.status.targetModelVersion}') == RolledBack/$broken ]]"
+kill "${pids[-1]}" 2>/dev/null || true
+kubectl get mdep -n "$APP_NS"
+echo "  why (status.conditions[RolledBack]):"
+kubectl get mdep "$MODEL" -n "$APP_NS" -o jsonpath='{.status.conditions[?(@.type=="RolledBack")].message}' |
+  sed 's/^/    /'
+echo
+echo "  events:"
+kubectl get events -n "$APP_NS" --field-selector "involvedObject.name=$MODEL" --sort-by=.lastTimestamp \
+  -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | tail -6 | cut -c1-140 | sed 's/^/    /'
+echo "  the endpoint during the attempt: $(cat "$DEMO/traffic.json")"
+predict
+
+cat <<EOF
+
+Done. modelops serves $MODEL@champion at $INGRESS/v2/models/$MODEL/infer
+  KUBECONFIG:  export KUBECONFIG=${KUBECONFIG:-~/.kube/config}
+  status:      kubectl get mdep -A ; kubectl describe mdep $MODEL -n $APP_NS
+  MLflow UI:   kubectl -n $NS port-forward svc/$RELEASE-mlflow 5000 ; open http://127.0.0.1:5000
+  metrics:     kubectl -n $NS port-forward svc/$RELEASE-operator 8081:api ; curl 127.0.0.1:8081/metrics
+  Prometheus:  the chart's ServiceMonitor/PodMonitor/PrometheusRule are created where the Prometheus
+               Operator runs (kube-prometheus-stack); README "Dashboards and alerts" lists every query
+  dashboards:  ConfigMaps labelled grafana_dashboard=1 in $NS (the Grafana sidecar loads them), or
+               import charts/modelops/dashboards/*.json into any Grafana
+  clean up:    make demo-down   (uninstalls the release, deletes $APP_NS, stops the local cluster)
+EOF

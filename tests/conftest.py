@@ -1,8 +1,9 @@
 """Fixtures shared by every component's tests.
 
 ``mlflow_server``: a real ``mlflow server`` process (sqlite store, ``--serve-artifacts``) on a
-free local port, started once per session. Under ``make test`` a skip is a failure (see below). ``tracking``: point MLflow (env and fluent API) at a
-URI for the duration of a ``with`` block, restoring what was there before.
+free local port, started once per session. ``tracking``: point MLflow (env and fluent API) at a
+URI for the duration of a ``with`` block, restoring what was there before. Under ``make test``
+a skip is a failure (see ``pytest_runtest_makereport``).
 """
 
 from __future__ import annotations

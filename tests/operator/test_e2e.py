@@ -12,12 +12,14 @@ import time
 import httpx
 import numpy as np
 import pytest
+import yaml
 from sklearn.datasets import load_breast_cancer
 
-from .conftest import INGRESS_PORT, MODEL, kget, kubectl, wait_until
+from .conftest import INGRESS_PORT, MODEL, ROOT, kget, kubectl, wait_until
 
 pytestmark = pytest.mark.cluster
 ROWS = load_breast_cancer().data[:6].astype(np.float32)
+EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 
 
 def manifest(name: str, **spec) -> dict:
@@ -230,3 +232,37 @@ def test_deleting_the_modeldeployment_removes_everything_it_created(operator, na
     wait_until("children garbage-collected",
                lambda: kget("deployment", "restart", namespace) is None and kget("service", "restart", namespace)
                is None, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def example_models(registry):
+    """The models examples/ name, under their own names: breast-cancer (v1, @champion) and digits (v1)."""
+    from modelops_training.registry import set_alias
+    from modelops_training.train import TrainConfig, train
+
+    for dataset, name in (("breast_cancer", "breast-cancer"), ("digits", "digits")):
+        result = train(TrainConfig(dataset=dataset, epochs=2, seed=0, register=name, progress=False,
+                                   tracking_uri=registry["local"]))
+        assert result.version == "1", f"{name} already registered in this MLflow"
+    set_alias("breast-cancer", "champion", "1", tracking_uri=registry["local"])
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_every_example_becomes_ready_as_written(operator, namespace, example_models, path):
+    """examples/ cannot rot: each file is applied unchanged and must serve."""
+    obj = yaml.safe_load(path.read_text())
+    name = obj["metadata"]["name"]
+    kubectl("apply", "-n", namespace, "-f", str(path))
+    try:
+        st = wait_settled(namespace, name, timeout=300)
+        assert st["phase"] == "Ready", st
+        assert st["readyReplicas"] >= (obj["spec"].get("replicas") or 1)
+        host = (obj["spec"].get("ingress") or {}).get("host")
+        if host:  # through Traefik on the node's ingress port, routed by Host
+            meta = httpx.get(f"http://127.0.0.1:{INGRESS_PORT}/v2/models/{name}", headers={"Host": host}, timeout=10)
+        else:
+            meta = httpx.get(f"{service_url(namespace, name)}/v2/models/{name}", timeout=10)
+        assert meta.status_code == 200, meta.text
+        assert meta.json()["versions"] == [st["modelVersion"]]
+    finally:
+        kubectl("delete", "-n", namespace, "-f", str(path), "--wait=false", check=False)
