@@ -165,8 +165,14 @@ def port_forward(namespace: str, service: str, port: int) -> Iterator[str]:
                              f"svc/{service}", f"{local}:{port}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{local}"
-        wait_until(f"port-forward to {service}", lambda: httpx.get(url + "/health", timeout=2).status_code == 200,
-                   timeout=60, interval=1)
+
+        def healthy() -> bool:
+            try:
+                return httpx.get(url + "/health", timeout=2).status_code == 200
+            except httpx.TransportError:  # kubectl is not listening yet
+                return False
+
+        wait_until(f"port-forward to {service}", healthy, timeout=60, interval=1)
         yield url
     finally:
         proc.terminate()
