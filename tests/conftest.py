@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from .support import free_port  # also imported from here by the component suites
 
 NO_SKIP = os.environ.get("MODELOPS_NO_SKIP") == "1"
 
@@ -32,12 +33,6 @@ def pytest_runtest_makereport(item, call):
     if NO_SKIP and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped under make test, where nothing may be skipped: {report.longrepr}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

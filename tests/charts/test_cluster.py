@@ -14,20 +14,21 @@ running on the same cluster; the cluster-wide RBAC is proven by the dry-run of t
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
-import socket
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from .. import support
+from ..support import free_port
 from .conftest import CHART, ROOT, VALUES_FILES, helm, template_args, tool
 
 pytestmark = pytest.mark.cluster
@@ -56,18 +57,8 @@ def khelm(*args: str, check: bool = True, timeout: float = 600):
     return helm(*args, "--kubeconfig", KUBECONFIG, check=check, timeout=timeout)
 
 
-def wait_until(what: str, fn: Callable[[], Any], timeout: float = 180, interval: float = 2) -> Any:
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except (AssertionError, subprocess.SubprocessError, ValueError, KeyError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+wait_until = functools.partial(support.wait_until, timeout=180, interval=2,
+                               ignore=(AssertionError, subprocess.SubprocessError, ValueError, KeyError))
 
 
 @pytest.fixture(scope="module")
@@ -150,12 +141,6 @@ def pods(ns: str, component: str) -> list[dict]:
 
 def ready(pod: dict) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", []))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

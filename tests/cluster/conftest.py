@@ -4,17 +4,19 @@ workloads that run the locally built Debian + Python base image, never a pulled 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .. import support
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECONFIG = os.environ.get("KUBECONFIG") or str(ROOT / ".data/cluster/kubeconfig")
@@ -37,19 +39,10 @@ def kget(*args: str) -> dict[str, Any]:
     return json.loads(kubectl("get", *args, "-o", "json").stdout)
 
 
-def wait_until(what: str, fn: Callable[[], Any], timeout: float = 120, interval: float = 1) -> Any:
-    """Polls fn until it returns something truthy; returns it, or fails with the last value seen."""
-    deadline, last = time.monotonic() + timeout, None
-    while time.monotonic() < deadline:
-        try:
-            last = fn()
-        except (AssertionError, subprocess.SubprocessError, OSError, ValueError, KeyError) as e:
-            last = e
-        else:
-            if last:
-                return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+# polls until fn returns something truthy and returns it; a failed kubectl or a half-written object
+# counts as one more try
+wait_until = functools.partial(support.wait_until, timeout=120, interval=1,
+                               ignore=(AssertionError, subprocess.SubprocessError, OSError, ValueError, KeyError))
 
 
 @pytest.fixture(scope="session")

@@ -7,27 +7,21 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
+from ..support import free_port, wait_until  # test_e2e and test_smoke_live import them from here
+
 ROOT = Path(__file__).resolve().parents[2]
 KUBECONFIG = os.environ.get("KUBECONFIG") or str(ROOT / ".data/cluster/kubeconfig")
 SERVING_IMAGE = os.environ.get("MODELOPS_TEST_SERVING_IMAGE", "modelops/inference:dev")
 INGRESS_PORT = int(os.environ.get("MODELOPS_INGRESS_PORT", "30080"))
 MODEL = "e2e-cancer"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
 
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
@@ -39,17 +33,6 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> subproc
 def kget(kind: str, name: str, namespace: str) -> dict | None:
     res = kubectl("get", kind, name, "-n", namespace, "-o", "json", check=False)
     return json.loads(res.stdout) if res.returncode == 0 else None
-
-
-def wait_until(what: str, predicate, timeout: float = 240, interval: float = 1.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture(scope="session")
