@@ -1,13 +1,17 @@
-"""What both console scripts share: quiet logging and one-message error exits."""
+"""What both console scripts share: quiet logging, printing the result and one-message error exits."""
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import warnings
 from collections.abc import Callable
+from typing import TypeVar
 
 from .errors import ModelopsError
+
+T = TypeVar("T")
 
 
 def setup_logging(verbose: bool) -> None:
@@ -22,10 +26,13 @@ def setup_logging(verbose: bool) -> None:
             logging.getLogger(name).setLevel(logging.ERROR)
 
 
-def run(main: Callable[[], int]) -> int:
-    """Run a CLI body; a ModelopsError becomes one 'error: ...' line and its exit code."""
+def run(action: Callable[[], T], summary: Callable[[T], str], as_json: bool) -> int:
+    """Run a CLI's action and print its result (``to_dict()`` as JSON with --json, else its summary);
+    exit 0. A ModelopsError becomes one 'error: ...' line and its exit code."""
     try:
-        return main()
+        result = action()
+        print(json.dumps(result.to_dict(), indent=2) if as_json else summary(result))
+        return 0
     except ModelopsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

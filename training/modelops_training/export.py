@@ -211,8 +211,7 @@ def _export(
 ) -> ExportRecord:
     if quantize not in QUANTIZE_MODES:
         raise ExportFailedError(f"unknown quantize mode {quantize!r}; choose one of {', '.join(QUANTIZE_MODES)}")
-    steps = _Steps(progress)
-    started = time.monotonic()
+    steps = _Steps(progress)  # also the export's clock
     tracking_uri = resolve_tracking_uri(tracking_uri)
     steps("connect")
     check_reachable(tracking_uri)
@@ -253,7 +252,7 @@ def _export(
             int8_tolerance=int8_tolerance,
             samples=samples,
         )
-        record.export_seconds = round(time.monotonic() - started, 3)
+        record.export_seconds = round(steps.elapsed(), 3)
         steps("write and upload")
         _publish_local(work, onnx_bytes, record)
         _upload(work, run_id, artifact_path, tracking_uri)
@@ -479,11 +478,14 @@ class _Steps:
         self.enabled = enabled
         self.started = time.monotonic()
 
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
     def __call__(self, what: str) -> None:
         if self.enabled:
             import sys
 
-            print(f"[{time.monotonic() - self.started:6.1f}s] {what}", file=sys.stderr, flush=True)
+            print(f"[{self.elapsed():6.1f}s] {what}", file=sys.stderr, flush=True)
 
     def done(self) -> None:
         self("done")

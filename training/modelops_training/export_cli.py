@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from . import cli
@@ -76,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     cli.setup_logging(args.verbose)
 
-    def body() -> int:
-        record = export_model(
+    return cli.run(
+        lambda: export_model(
             args.model_uri,
             tracking_uri=args.tracking_uri,
             opset=args.opset,
@@ -88,14 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             out_dir=args.out,
             force=args.force,
             progress=not args.quiet,
-        )
-        if args.json:
-            print(json.dumps(record.to_dict(), indent=2))
-        else:
-            print(summary(record))
-        return 0
-
-    return cli.run(body)
+        ),
+        summary,
+        as_json=args.json,
+    )
 
 
 if __name__ == "__main__":

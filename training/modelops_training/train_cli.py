@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from . import cli
@@ -71,12 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         tracking_uri=args.tracking_uri,
     )
 
-    def body() -> int:
-        result = train(cfg)
-        print(json.dumps(result.to_dict(), indent=2) if args.json else summary(result))
-        return 0
-
-    return cli.run(body)
+    return cli.run(lambda: train(cfg), summary, as_json=args.json)
 
 
 if __name__ == "__main__":
