@@ -16,6 +16,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -327,20 +328,23 @@ def _add_health_routes(app: FastAPI, server: ModelServer) -> None:
 
     @app.get("/v2/health/ready", name="health_ready")
     async def health_ready() -> Response:
-        if server.ready:
-            return json_response({"ready": True})
-        return json_response({"ready": False, "reason": server.not_ready_reason}, 400)
+        return _readiness(server)
 
     @app.get("/metrics", name="metrics")
     async def metrics() -> Response:
         return Response(server.metrics.exposition(), media_type=CONTENT_TYPE)
 
 
+def _readiness(server: ModelServer, **fields: str) -> Response:
+    """`fields` with ready true, or (400) false and why: the server's and a model's readiness alike."""
+    if server.ready:
+        return json_response({**fields, "ready": True})
+    return json_response({**fields, "ready": False, "reason": server.not_ready_reason}, 400)
+
+
 def _model_ready(server: ModelServer, name: str, version: str | None) -> Response:
     server.check_model(name, version)
-    if server.ready:
-        return json_response({"name": name, "ready": True})
-    return json_response({"name": name, "ready": False, "reason": server.not_ready_reason}, 400)
+    return _readiness(server, name=name)
 
 
 def _model_metadata(server: ModelServer, name: str, version: str | None) -> Response:
@@ -361,21 +365,23 @@ def _add_v2_routes(app: FastAPI, server: ModelServer) -> None:
     async def server_metadata() -> Response:
         return json_response({"name": SERVER_NAME, "version": _version(), "extensions": []})
 
-    @app.get("/v2/models/{name}", name="model_metadata")
-    async def model_metadata(name: str) -> Response:
-        return _model_metadata(server, name, None)
+    _add_model_routes(app, server, "", "model_metadata", _model_metadata)
+    _add_model_routes(app, server, "/ready", "model_ready", _model_ready)
 
-    @app.get("/v2/models/{name}/versions/{version}", name="model_metadata")
-    async def model_version_metadata(name: str, version: str) -> Response:
-        return _model_metadata(server, name, version)
 
-    @app.get("/v2/models/{name}/ready", name="model_ready")
-    async def model_ready(name: str) -> Response:
-        return _model_ready(server, name, None)
+def _add_model_routes(app: FastAPI, server: ModelServer, suffix: str, route_name: str,
+                      handler: Callable[[ModelServer, str, str | None], Response]) -> None:
+    """`/v2/models/{name}<suffix>` and its `/v2/models/{name}/versions/{version}<suffix>` twin, one route
+    name (the metrics label) for both, answered by `handler` with version None for the first."""
 
-    @app.get("/v2/models/{name}/versions/{version}/ready", name="model_ready")
-    async def model_version_ready(name: str, version: str) -> Response:
-        return _model_ready(server, name, version)
+    async def model(name: str) -> Response:
+        return handler(server, name, None)
+
+    async def model_version(name: str, version: str) -> Response:
+        return handler(server, name, version)
+
+    app.get(f"/v2/models/{{name}}{suffix}", name=route_name)(model)
+    app.get(f"/v2/models/{{name}}/versions/{{version}}{suffix}", name=route_name)(model_version)
 
 
 def _add_v1_routes(app: FastAPI, server: ModelServer) -> None:
