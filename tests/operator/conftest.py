@@ -41,6 +41,15 @@ def cluster() -> str:
     assert res.returncode == 0, (
         f"no cluster answers with {KUBECONFIG}: start it with `make cluster-up` (make test does). {res.stderr}"
     )
+    selector = "app.kubernetes.io/name=modelops,app.kubernetes.io/component=operator"
+    installed = json.loads(kubectl("get", "deployments", "-A", "-l", selector, "-o", "json").stdout)["items"]
+    cluster_wide = [f"{d['metadata']['namespace']}/{d['metadata']['name']}" for d in installed
+                    if not any(e["name"] == "MODELOPS_WATCH_NAMESPACE" and e.get("value")
+                               for e in d["spec"]["template"]["spec"]["containers"][0].get("env", []))]
+    assert not cluster_wide, (
+        f"a cluster-wide modelops operator is installed ({', '.join(cluster_wide)}): it would act on the "
+        "tests' ModelDeployments too; remove it first (`make demo-down` for the demo's)"
+    )
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelops.io", "--timeout=60s")
     return KUBECONFIG
