@@ -19,3 +19,7 @@ images: ## build Dockerfile.inference / Dockerfile.operator on the local base im
 
 cluster-test: ## cluster-up, tests/cluster, cluster-down
 	@bash hack/cluster/test.sh
+
+.PHONY: rollout-bench
+rollout-bench: ## apply -> Ready, failed check -> rollback, operator cost at idle, on the local cluster (needs make images)
+	@.venv/bin/python benchmarks/rollout.py
