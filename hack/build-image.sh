@@ -47,6 +47,8 @@ case "${2:-}" in
     tar -C "$ROOT" -c --exclude='__pycache__' --exclude='*.egg-info' --exclude='build' \
       "Dockerfile.$component" constraints.txt "${sources[@]}" "${WHEELS#"$ROOT"/}" |
       docker build -q -f "Dockerfile.$component" --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$image" - >/dev/null
+    # the build stage's images are only cache; for the operator they hold torch and its wheels twice
+    docker image prune -f --filter label=modelops.stage=build >/dev/null
     docker image inspect -f "{{.Size}}" "$image" | awk -v i="$image" '{printf "%s: %.0f MB\n", i, $1 / 1e6}'
     ;;
 esac

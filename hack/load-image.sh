@@ -16,10 +16,13 @@ if [[ -S "$CTR_SOCK" ]] && "${CTR[@]}" version >/dev/null 2>&1 &&
     ref="docker.io/$image"
     [[ "$image" == */*.*/* || "$image" == *.*/* ]] && ref=$image # already has a registry host
     # skip an image containerd already holds with the same docker image ID
-    if "${CTR[@]}" images ls "name==$ref" 2>/dev/null | grep -q "modelops.image-id=$id"; then continue; fi
+    old=$("${CTR[@]}" images ls "name==$ref" 2>/dev/null | grep -o 'modelops.image-id=sha256:[0-9a-f]*' || true)
+    [[ "$old" == "modelops.image-id=$id" ]] && continue
     step "loading $image into the local cluster"
     docker save "$image" | "${CTR[@]}" images import - >/dev/null
     "${CTR[@]}" images label "$ref" "modelops.image-id=$id" >/dev/null
+    # the import also names the image by its ID: drop the replaced one's, or every rebuild stays on disk
+    [[ -n "$old" ]] && "${CTR[@]}" images rm "${old#modelops.image-id=}" >/dev/null 2>&1 || true
   done
 elif [[ "$(kubectl config current-context 2>/dev/null)" == kind-* ]]; then
   name=$(kubectl config current-context) && name=${name#kind-}
