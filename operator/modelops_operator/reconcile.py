@@ -241,6 +241,7 @@ async def _verify(w: StatusWriter, md: ModelDeploymentSpec, record: dict) -> boo
 
 async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evidence: str) -> None:
     """Restore the last good pod template and wait for it; with none, stop the failed version."""
+    await w.mark("failed")
     last_good = ServingTarget.from_status(w.status.get("lastGood"))
     if last_good is None:
         await kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", w.name, w.namespace)
@@ -256,7 +257,8 @@ async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evide
     await apply_children(w, md, last_good)
     state = await wait_available(w.name, w.namespace, time.time() + md.rollout.progress_deadline_seconds,
                                  admit=lambda: admit_pods(w.name, w.namespace, last_good.model_version, None, md.smoke))
-    await w.mark("restored")
+    if state.done:
+        await w.mark("restored")
     await w.conditions(
         ("RolledBack", True, reason, evidence),
         ("Degraded", not state.done, reason if not state.done else "LastGoodServing",
