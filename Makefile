@@ -15,7 +15,7 @@ test: ## install and start everything the tests need, then run every test
 lint: setup ## ruff
 	@.venv/bin/ruff check .
 
-bench: setup ## run benchmarks/ (tables printed, JSON under benchmarks/results/)
+bench: setup ## run benchmarks/ (tables printed, JSON under benchmarks/results/; rollout.py needs make cluster-up images)
 	@for b in benchmarks/*.py; do echo "== $$b"; .venv/bin/python $$b || exit 1; done
 
 demo: ## the main job: cluster, images, helm install, train, apply a ModelDeployment, predict, see a rollback
