@@ -7,7 +7,7 @@
 source "$(dirname "$0")/lib.sh"
 RELEASE=modelops NS=modelops-system APP_NS=modelops-demo MODEL=breast-cancer
 DEMO="$DATA/demo"
-INGRESS="http://$MODEL.modelops.localhost:${MODELOPS_INGRESS_PORT:-30080}"  # *.localhost is 127.0.0.1
+INGRESS="http://127.0.0.1:${MODELOPS_INGRESS_PORT:-30080}" HOST="$MODEL.modelops.localhost"  # Traefik routes by Host
 mkdir -p "$DEMO"
 pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
@@ -53,15 +53,15 @@ wait_for 300 "$MODEL Ready on version $champion" bash -c "[[ \$(kubectl get mdep
   -o jsonpath='{.status.phase}/{.status.modelVersion}') == Ready/$champion ]]"
 kubectl get mdep -n "$APP_NS"
 
-step "7/8 predictions through the ingress ($INGRESS)"
+step "7/8 predictions through the ingress ($INGRESS, Host: $HOST)"
 predict() {
-  python - "$INGRESS" "$MODEL" <<'PY'
+  python - "$INGRESS" "$HOST" "$MODEL" <<'PY'
 import sys, httpx, numpy as np
 from sklearn.datasets import load_breast_cancer
-url, name = sys.argv[1:]
+url, host, name = sys.argv[1:]
 d = load_breast_cancer(); rows = np.random.default_rng(7).choice(len(d.data), 8, replace=False)
 x = d.data[rows].astype(np.float32)
-r = httpx.post(f"{url}/v2/models/{name}/infer", timeout=10, json={"inputs": [
+r = httpx.post(f"{url}/v2/models/{name}/infer", headers={"Host": host}, timeout=10, json={"inputs": [
     {"name": "input", "datatype": "FP32", "shape": list(x.shape), "data": x.ravel().tolist()}]})
 r.raise_for_status()
 body = r.json(); p = np.asarray(body["outputs"][0]["data"]).reshape(len(x), -1)
@@ -77,14 +77,14 @@ step "8/8 move champion to a version that answers NaN: the operator must roll it
 broken=$(modelops-train --dataset breast_cancer --epochs 2 --seed 2 --register "$MODEL" --sabotage nan \
   --no-progress --json | python -c 'import json, sys; print(json.load(sys.stdin)["version"])')
 # a client hitting the endpoint all along: every answer must come from the good version
-python - "$INGRESS" "$MODEL" "$DEMO/traffic.json" <<'PY' &
+python - "$INGRESS" "$HOST" "$MODEL" "$DEMO/traffic.json" <<'PY' &
 import json, sys, time, httpx
-url, name, out = sys.argv[1:]
+url, host, name, out = sys.argv[1:]
 seen, failed, deadline = {}, 0, time.time() + 600
 x = [[14.0, 20.0, 90.0, 600.0, 0.1, 0.1, 0.1, 0.05, 0.2, 0.06] * 3]
 while time.time() < deadline:
     try:
-        r = httpx.post(f"{url}/v2/models/{name}/infer", timeout=5, json={"inputs": [
+        r = httpx.post(f"{url}/v2/models/{name}/infer", headers={"Host": host}, timeout=5, json={"inputs": [
             {"name": "input", "datatype": "FP32", "shape": [1, 30], "data": x[0]}]})
         ok = r.status_code == 200 and None not in r.json()["outputs"][0]["data"]
         version = r.json().get("model_version") if r.status_code == 200 else str(r.status_code)
@@ -117,7 +117,8 @@ predict
 
 cat <<EOF
 
-Done. modelops serves $MODEL@champion at $INGRESS/v2/models/$MODEL/infer
+Done. modelops serves $MODEL@champion at http://$HOST:${MODELOPS_INGRESS_PORT:-30080}/v2/models/$MODEL/infer
+  try it:      curl -s -H 'Host: $HOST' $INGRESS/v2/models/$MODEL
   KUBECONFIG:  export KUBECONFIG=${KUBECONFIG:-~/.kube/config}
   status:      kubectl get mdep -A ; kubectl describe mdep $MODEL -n $APP_NS
   MLflow UI:   kubectl -n $NS port-forward svc/$RELEASE-mlflow 5000 ; open http://127.0.0.1:5000
