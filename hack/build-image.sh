@@ -41,12 +41,23 @@ case "${2:-}" in
       BASE_IMAGE=local/python-base:bookworm
       bash "$ROOT/hack/base-image.sh"
     fi
-    step "docker build Dockerfile.$component -> $image (base $BASE_IMAGE)"
     # The build context is exactly what the Dockerfile copies: the classic builder (no BuildKit in
     # Debian's docker.io) would otherwise send every wheel cache to the daemon on every build.
-    tar -C "$ROOT" -c --exclude='__pycache__' --exclude='*.egg-info' --exclude='build' \
-      "Dockerfile.$component" constraints.txt "${sources[@]}" "${WHEELS#"$ROOT"/}" |
-      docker build -q -f "Dockerfile.$component" --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$image" - >/dev/null
+    context() {
+      tar -C "$ROOT" -c --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
+        --exclude='__pycache__' --exclude='*.egg-info' --exclude='build' "$@"
+    }
+    # Same inputs, same image: skip the build (and the reload into the cluster that a new ID causes).
+    inputs=$({ docker image inspect -f '{{.Id}}' "$BASE_IMAGE"; cat "$WHEELS/.stamp"
+      context "Dockerfile.$component" constraints.txt "${sources[@]}"; } | sha256sum | cut -c1-16)
+    if [[ "$(docker image inspect -f '{{index .Config.Labels "modelops.inputs"}}' "$image" 2>/dev/null)" == "$inputs" ]]; then
+      step "$image is up to date (inputs $inputs)"
+      exit 0
+    fi
+    step "docker build Dockerfile.$component -> $image (base $BASE_IMAGE)"
+    context "Dockerfile.$component" constraints.txt "${sources[@]}" "${WHEELS#"$ROOT"/}" |
+      docker build -q -f "Dockerfile.$component" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+        --label "modelops.inputs=$inputs" -t "$image" - >/dev/null
     # the build stage's images are only cache; for the operator they hold torch and its wheels twice
     docker image prune -f --filter label=modelops.stage=build >/dev/null
     docker image inspect -f "{{.Size}}" "$image" | awk -v i="$image" '{printf "%s: %.0f MB\n", i, $1 / 1e6}'

@@ -74,8 +74,9 @@ PY
 predict
 
 step "8/8 move champion to a version that answers NaN: the operator must roll it back"
-broken=$(modelops-train --dataset breast_cancer --epochs 2 --seed 2 --register "$MODEL" --sabotage nan \
-  --no-progress --json | python -c 'import json, sys; print(json.load(sys.stdin)["version"])')
+modelops-train --dataset breast_cancer --epochs 2 --seed 2 --register "$MODEL" --sabotage nan --no-progress
+broken=$(python -c "from mlflow import MlflowClient
+print(max(int(v.version) for v in MlflowClient().search_model_versions(\"name='$MODEL'\")))")
 # a client hitting the endpoint all along: every answer must come from the good version
 python - "$INGRESS" "$HOST" "$MODEL" "$DEMO/traffic.json" <<'PY' &
 import json, sys, time, httpx
