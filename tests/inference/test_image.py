@@ -118,8 +118,8 @@ def mlflow_server(tmp_path: Path, port: int):
     process = subprocess.Popen(
         [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
          "--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--serve-artifacts",
-         "--artifacts-destination", str(store / "artifacts"), "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+         "--artifacts-destination", str(store / "artifacts"), "--workers", "2"],
+        stdout=open(tmp_path / "mlflow.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -130,6 +130,10 @@ def mlflow_server(tmp_path: Path, port: int):
             assert process.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
             time.sleep(0.5)
         yield url
+    except Exception:
+        print(f"mlflow server (exit code {process.poll()}), last lines of its log:")
+        print((tmp_path / "mlflow.log").read_text()[-3000:])
+        raise
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(30)
