@@ -54,7 +54,6 @@ async def admit_pods(name: str, namespace: str, version: str, cases: list[SmokeC
         base_url = f"http://{pod['status']['podIP']}:{HTTP_PORT}"
         result = await run_smoke(base_url, name, cases, smoke, version=version, settle_seconds=0)
         if not result.ok(smoke.min_success_rate):
-            evidence = result.summary() + "".join(f"\n{f}" for f in result.failures[1:3])
-            return f"pod {pod['metadata']['name']}: {evidence}"
+            return f"pod {pod['metadata']['name']}: {result.evidence()}"
         await open_gate(pod, "SmokeChecksPassed", f"{result.passed}/{result.total} smoke requests passed")
     return None

@@ -200,9 +200,7 @@ async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTar
     state = await wait_available(w.name, w.namespace, attempt["rolloutDeadline"], admit=lambda: admit_pods(
         w.name, w.namespace, target.model_version, cases, md.smoke))
     if state.rejected:  # a new pod answered wrongly before it took any traffic
-        metrics.SMOKE_CHECKS.labels("failure").inc()
-        await w.conditions(("SmokeTestPassed", False, "SmokeCheckFailed", state.message))
-        await roll_back(w, md, "SmokeCheckFailed", f"version {target.model_version}: {state.message}")
+        await _smoke_failed(w, md, state.message)
         return False
     if state.failed:
         metrics.ROLLOUTS.labels("failure").inc()
@@ -232,11 +230,14 @@ async def _verify(w: StatusWriter, md: ModelDeploymentSpec, record: dict) -> boo
     if result.ok(md.smoke.min_success_rate):
         metrics.SMOKE_CHECKS.labels("success").inc()
         return True
+    await _smoke_failed(w, md, result.evidence())
+    return False
+
+
+async def _smoke_failed(w: StatusWriter, md: ModelDeploymentSpec, evidence: str) -> None:
     metrics.SMOKE_CHECKS.labels("failure").inc()
-    evidence = result.summary() + "".join(f"\n{f}" for f in result.failures[1:3])
     await w.conditions(("SmokeTestPassed", False, "SmokeCheckFailed", evidence))
     await roll_back(w, md, "SmokeCheckFailed", f"version {w.status.get('targetModelVersion')}: {evidence}")
-    return False
 
 
 async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evidence: str) -> None:

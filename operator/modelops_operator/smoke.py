@@ -38,6 +38,10 @@ class SmokeResult:
         head = f"{self.passed}/{self.total} smoke requests passed"
         return head if not self.failures else head + "; first failure: " + self.failures[0]
 
+    def evidence(self) -> str:
+        """The summary and the next two failures: what a rollback reports."""
+        return self.summary() + "".join(f"\n{f}" for f in self.failures[1:3])
+
 
 def _flat(values: Any) -> list:
     return np.asarray(values, dtype=np.float64).ravel().tolist()
