@@ -17,6 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
+from ..conftest import tracking as use_tracking
 from . import models
 from .test_server_process import free_port
 
@@ -144,14 +145,12 @@ def test_image_fetches_a_registered_model_by_alias_from_an_mlflow_server(image, 
     import onnx
 
     with mlflow_server(tmp_path, free_port()) as tracking:
-        mlflow.set_tracking_uri(tracking)
-        try:
+        # tracking and registry both: an earlier test's registry URI must not leak in
+        with use_tracking(tracking):
             experiment = mlflow.create_experiment("image-test")
             with mlflow.start_run(experiment_id=experiment):
                 mlflow.onnx.log_model(onnx.load(str(mlp_path)), name="model", registered_model_name="image-mlp")
             mlflow.MlflowClient().set_registered_model_alias("image-mlp", "champion", "1")
-        finally:
-            mlflow.set_tracking_uri(None)
         port = free_port()
         env = {"MODELOPS_MODEL_URI": "models:/image-mlp@champion", "MLFLOW_TRACKING_URI": tracking,
                "MODELOPS_PORT": str(port), "MODELOPS_MODEL_VERSION": "1"}
