@@ -1,7 +1,7 @@
 """The readiness gate: a new pod takes traffic only after its own smoke checks pass.
 
-Inference pods carry the readiness gate VERIFIED, and Kubernetes keeps a pod out of its Service
-until that pod condition is True. Once a new pod's containers are ready (model loaded, warm-up
+Inference pods carry the readiness gate modelops.io/verified (VERIFIED_GATE), and Kubernetes keeps a pod
+out of its Service until that pod condition is True. Once a new pod's containers are ready (model loaded, warm-up
 inference done) the operator smoke-checks it directly at its IP and only then opens its gate. So an
 unverified version never answers a user's request, and a failing one is rolled back while the old
 pods still serve every request.
@@ -17,8 +17,6 @@ from .manifests import HTTP_PORT, MODEL_VERSION_ANNOTATION, VERIFIED_GATE, selec
 from .smoke import SmokeCase, run_smoke
 from .spec import SmokeSpec
 
-VERIFIED = VERIFIED_GATE
-
 
 def pod_version(pod: dict[str, Any]) -> str | None:
     return (pod["metadata"].get("annotations") or {}).get(MODEL_VERSION_ANNOTATION)
@@ -29,13 +27,13 @@ def awaiting_gate(pod: dict[str, Any]) -> bool:
     if pod["metadata"].get("deletionTimestamp"):
         return False
     conditions = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
-    return conditions.get("ContainersReady") == "True" and conditions.get(VERIFIED) != "True"
+    return conditions.get("ContainersReady") == "True" and conditions.get(VERIFIED_GATE) != "True"
 
 
 async def open_gate(pod: dict[str, Any], reason: str, message: str) -> None:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     await kube.set_pod_condition(pod["metadata"]["name"], pod["metadata"]["namespace"], {
-        "type": VERIFIED, "status": "True", "reason": reason, "message": message, "lastTransitionTime": now,
+        "type": VERIFIED_GATE, "status": "True", "reason": reason, "message": message, "lastTransitionTime": now,
     })
 
 

@@ -1,5 +1,5 @@
-from modelops_operator.gate import VERIFIED, awaiting_gate, pod_version
-from modelops_operator.manifests import MODEL_VERSION_ANNOTATION
+from modelops_operator.gate import awaiting_gate, pod_version
+from modelops_operator.manifests import MODEL_VERSION_ANNOTATION, VERIFIED_GATE
 
 
 def pod(*conditions, deleting=False, version="3"):
@@ -12,8 +12,8 @@ def pod(*conditions, deleting=False, version="3"):
 def test_a_pod_waits_at_the_gate_once_its_containers_are_ready_and_until_admitted():
     assert not awaiting_gate(pod(("ContainersReady", "False")))
     assert awaiting_gate(pod(("ContainersReady", "True")))
-    assert awaiting_gate(pod(("ContainersReady", "True"), (VERIFIED, "False")))
-    assert not awaiting_gate(pod(("ContainersReady", "True"), (VERIFIED, "True")))
+    assert awaiting_gate(pod(("ContainersReady", "True"), (VERIFIED_GATE, "False")))
+    assert not awaiting_gate(pod(("ContainersReady", "True"), (VERIFIED_GATE, "True")))
 
 
 def test_a_terminating_pod_is_never_admitted():
