@@ -37,7 +37,6 @@ import contextlib
 import json
 import os
 import platform
-import signal
 import statistics
 import subprocess
 import sys
@@ -57,9 +56,9 @@ from tests.operator.conftest import (  # noqa: E402  (needs ROOT on sys.path)
     KUBECONFIG,
     SERVING_IMAGE,
     Operator,
-    free_port,
     kubectl,
 )
+from tests.support import mlflow_server  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "rollout.json"
 GROUP, VERSION, PLURAL = "modelops.io", "v1alpha1", "modeldeployments"
@@ -255,41 +254,8 @@ def condition(obj: dict, type_: str) -> dict:
 
 
 def start_mlflow(tmp: Path, node_ip: str, stack: contextlib.ExitStack) -> dict:
-    port = free_port()
-    log_file = open(tmp / "mlflow.log", "w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "0.0.0.0", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db", "--serve-artifacts",
-         "--artifacts-destination", str(tmp / "artifacts"), "--workers", "2",
-         "--allowed-hosts", f"{node_ip}:{port},127.0.0.1:{port},localhost:{port}"],
-        stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp,
-    )
-    stack.callback(stop_group, proc, "mlflow server")
-    local = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while True:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited: {(tmp / 'mlflow.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{local}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline:
-            raise RuntimeError("mlflow server not healthy after 120 s")
-        time.sleep(1)
-    return {"local": local, "pods": f"http://{node_ip}:{port}"}
-
-
-def stop_group(proc: subprocess.Popen, what: str) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-    log(f"stopped {what}")
+    server = stack.enter_context(mlflow_server(tmp, host="0.0.0.0", also_called=(node_ip,), workers=2))
+    return {"local": server.url, "pods": f"http://{node_ip}:{server.port}"}
 
 
 def start_operator(registry: dict, namespace: str, log_dir: Path, stack: contextlib.ExitStack,

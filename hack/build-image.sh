@@ -42,7 +42,7 @@ case "${2:-}" in
       bash "$ROOT/hack/base-image.sh"
     fi
     # The build context is exactly what the Dockerfile copies: the classic builder (no BuildKit in
-    # Debian's docker.io) would otherwise send every wheel cache to the daemon on every build.
+    # Debian's docker.io) would otherwise send the whole tree to the daemon on every build.
     context() {
       tar -C "$ROOT" -c --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner \
         --exclude='__pycache__' --exclude='*.egg-info' --exclude='build' "$@"
@@ -50,16 +50,25 @@ case "${2:-}" in
     # Same inputs, same image: skip the build (and the reload into the cluster that a new ID causes).
     inputs=$({ docker image inspect -f '{{.Id}}' "$BASE_IMAGE"; cat "$WHEELS/.stamp"
       context "Dockerfile.$component" constraints.txt "${sources[@]}"; } | sha256sum | cut -c1-16)
-    if [[ "$(docker image inspect -f '{{index .Config.Labels "modelops.inputs"}}' "$image" 2>/dev/null)" == "$inputs" ]]; then
+    old=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
+    if [[ -n "$old" && "$(docker image inspect -f '{{index .Config.Labels "modelops.inputs"}}' "$image")" == "$inputs" ]]; then
       step "$image is up to date (inputs $inputs)"
       exit 0
     fi
-    step "docker build Dockerfile.$component -> $image (base $BASE_IMAGE)"
-    context "Dockerfile.$component" constraints.txt "${sources[@]}" "${WHEELS#"$ROOT"/}" |
+    # The wheels reach the build over HTTP on the docker bridge's gateway, for the build's length only.
+    gateway=$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')
+    port=$(free_port)
+    "$VENV/bin/python" -m http.server --bind "$gateway" --directory "$WHEELS" "$port" >/dev/null 2>&1 &
+    server=$!
+    trap 'kill "$server" 2>/dev/null || true' EXIT
+    wait_for 30 "the wheel server on $gateway:$port" curl -fsS -o /dev/null "http://$gateway:$port/"
+    step "docker build Dockerfile.$component -> $image (base $BASE_IMAGE, $(disk_free) disk free)"
+    context "Dockerfile.$component" constraints.txt "${sources[@]}" |
       docker build -q -f "Dockerfile.$component" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        --label "modelops.inputs=$inputs" -t "$image" - >/dev/null
-    # the build stage's images are only cache; for the operator they hold torch and its wheels twice
-    docker image prune -f --filter label=modelops.stage=build >/dev/null
+        --build-arg "WHEELS_URL=http://$gateway:$port/" --label "modelops.inputs=$inputs" -t "$image" - >/dev/null
+    # the image this build replaced is now untagged: gone, or every rebuild stays on disk
+    new=$(docker image inspect -f '{{.Id}}' "$image")
+    [[ -n "$old" && "$old" != "$new" ]] && { docker image rm "$old" >/dev/null 2>&1 || true; }
     docker image inspect -f "{{.Size}}" "$image" | awk -v i="$image" '{printf "%s: %.0f MB\n", i, $1 / 1e6}'
     ;;
 esac

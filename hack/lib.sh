@@ -6,7 +6,9 @@ DATA="$ROOT/.data"        # runtime state (MLflow store, cluster state, logs)
 TOOLS="$ROOT/.tools/bin"  # binaries the project installs for itself (helm, kubectl, ...)
 VENV="$ROOT/.venv"
 export PATH="$TOOLS:$VENV/bin:$PATH"
-export PIP_CACHE_DIR="$CACHE/pip" PIP_DISABLE_PIP_VERSION_CHECK=1
+# No pip cache: it would hold torch and its CUDA wheels a third time (3 GB) beside the venv and the
+# image wheel caches, which are the caches; the package index here serves a second download fast.
+export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 mkdir -p "$CACHE" "$DATA" "$TOOLS"
 
 step() { printf '\033[1;34m==>\033[0m %s\n' "$*" >&2; }
@@ -20,3 +22,8 @@ wait_for() {
     sleep 1
   done
 }
+
+# free_port: a TCP port nothing listens on now, for a short-lived local server.
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'; }
+# disk_free: space left on the project's filesystem (images and caches are heavy: shown as they grow)
+disk_free() { df -h --output=avail "$ROOT" | tail -1 | tr -d ' '; }

@@ -9,6 +9,17 @@ source "$ROOT/hack/cluster/env.sh"
 (($#)) || die "usage: hack/load-image.sh IMAGE..."
 bash "$ROOT/hack/docker.sh"
 
+# discard_unpacked_layers REF: the import unpacked REF's layers into snapshots, which is all that
+# containers start from; their blobs would hold the image a second time (5 GB for the operator).
+# What containerd 1.7's `ctr import --discard-unpacked-layers` does, for Debian's 1.6.
+discard_unpacked_layers() {
+  local manifest
+  manifest=$("${CTR[@]}" images ls "name==$1" | awk 'NR == 2 {print $3}')
+  "${CTR[@]}" content get "$manifest" |
+    python3 -c 'import json, sys; print(*(l["digest"] for l in json.load(sys.stdin)["layers"]))' |
+    xargs -r "${CTR[@]}" content rm >/dev/null
+}
+
 if [[ -S "$CTR_SOCK" ]] && "${CTR[@]}" version >/dev/null 2>&1 &&
   [[ -z "${KUBECONFIG:-}" || "$KUBECONFIG" == "$KUBECONFIG_OUT" ]]; then
   for image in "$@"; do
@@ -21,6 +32,7 @@ if [[ -S "$CTR_SOCK" ]] && "${CTR[@]}" version >/dev/null 2>&1 &&
     step "loading $image into the local cluster"
     docker save "$image" | "${CTR[@]}" images import - >/dev/null
     "${CTR[@]}" images label "$ref" "modelops.image-id=$id" >/dev/null
+    discard_unpacked_layers "$ref"
     # the import also names the image by its ID: drop the replaced one's, or every rebuild stays on disk
     [[ -n "$old" ]] && "${CTR[@]}" images rm "${old#modelops.image-id=}" >/dev/null 2>&1 || true
   done

@@ -6,7 +6,7 @@ source "$(dirname "$0")/lib.sh"
 stamp="$VENV/.modelops-stamp"
 want=$(cat "$ROOT/constraints.txt" "$ROOT"/*/pyproject.toml "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)
 if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
-  step "python venv (.venv), pinned by constraints.txt: first run downloads torch (~3 GB, cached in .cache/pip)"
+  step "python venv (.venv), pinned by constraints.txt: first run downloads torch (~3 GB)"
   [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install --progress-bar on -c "$ROOT/constraints.txt" -r "$ROOT/requirements-dev.txt" \

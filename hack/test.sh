@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # The README's test command: installs and starts everything the tests need, then runs them all.
 source "$(dirname "$0")/lib.sh"
+step "$(disk_free) disk free (a cold run needs about 25 GB: torch in the venv and the operator image)"
 bash "$ROOT/hack/setup.sh"
 bash "$ROOT/hack/docker.sh"
 step "lint"
 ruff check "$ROOT"
 trap 'bash "$ROOT/hack/cluster/down.sh" --owner $$' EXIT; MODELOPS_CLUSTER_OWNER=$$ bash "$ROOT/hack/cluster/up.sh"
-step "images (Dockerfile.inference, Dockerfile.operator) into the cluster, Helm 3 for the chart test"
-bash "$ROOT/hack/cluster/images.sh" project
+step "Helm 3 for the chart test, images (Dockerfile.inference, Dockerfile.operator) into the cluster"
 [[ -x "$ROOT/.tools/helm3/helm" ]] || make -C "$ROOT" --no-print-directory helm3
+bash "$ROOT/hack/cluster/images.sh" project
+step "$(disk_free) disk free"
 step "pytest (nothing may be skipped)"
 export MODELOPS_NO_SKIP=1 MODELOPS_CLUSTER_TESTS=required
 cd "$ROOT" && pytest "$@"

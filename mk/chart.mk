@@ -21,5 +21,7 @@ chart-cluster-test: setup ## chart tests on the local cluster: dry-run apply, he
 	@MODELOPS_CLUSTER_TESTS=required .venv/bin/pytest tests/charts -m cluster
 
 HELM3_VERSION ?= v3.22.0
+# Go's caches for this build (~2 GB) live and die with it: the binary is what is kept.
 helm3: ## build Helm 3 ($(HELM3_VERSION)) from the Go module proxy into .tools/helm3, for the Helm 3 chart test
-	@mkdir -p .tools/helm3 && GOBIN=$(CURDIR)/.tools/helm3 go install helm.sh/helm/v3/cmd/helm@$(HELM3_VERSION)
+	@mkdir -p .tools/helm3 && export GOMODCACHE=$(CURDIR)/.cache/go-helm3/mod GOCACHE=$(CURDIR)/.cache/go-helm3/build && \
+	  GOBIN=$(CURDIR)/.tools/helm3 go install helm.sh/helm/v3/cmd/helm@$(HELM3_VERSION) && go clean -cache -modcache

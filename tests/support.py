@@ -1,11 +1,19 @@
-"""Helpers shared by the test suites (plain functions, not fixtures): a free local port, and polling
-until something holds."""
+"""Helpers shared by the test suites and benchmarks (plain functions, not fixtures): a free local
+port, polling until something holds, and a real `mlflow server` process."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -32,3 +40,72 @@ def wait_until(what: str, predicate: Callable[[], Any], timeout: float = 240, in
                 return last
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last: {last!r})")
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM the process's group (it was started with start_new_session), SIGKILL if it lingers."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=timeout)
+
+
+@dataclass(frozen=True)
+class MlflowServer:
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def mlflow_server(tmp: Path, *, host: str = "127.0.0.1", also_called: tuple[str, ...] = (),
+                  workers: int = 1, timeout: float = 180) -> Iterator[MlflowServer]:
+    """A real `mlflow server` (sqlite store and served artifacts under `tmp`) in its own process
+    group, stopped on exit. `also_called`: addresses clients reach it by besides localhost (pods
+    call the node's address), which MLflow's Host check must allow. A failed start raises with the
+    tail of its log."""
+    port = free_port()
+    log = tmp / "mlflow-server.log"
+    hosts = ",".join(f"{name}:{port}" for name in (*also_called, "127.0.0.1", "localhost"))
+    bin_dir = Path(sys.executable).parent
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(bin_dir / "mlflow"), "server", "--host", host, "--port", str(port),
+             "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db", "--serve-artifacts",
+             "--artifacts-destination", str(tmp / "artifacts"), "--workers", str(workers),
+             "--allowed-hosts", hosts],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp,
+            env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},  # it execs uvicorn
+        )
+    server = MlflowServer(port, log)
+    try:
+        deadline = time.monotonic() + timeout
+        while not _healthy(server.url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                exited = proc.poll() is not None
+                state = f"exited with {proc.returncode}" if exited else f"not healthy after {timeout:.0f}s"
+                raise RuntimeError(f"mlflow server {state}; the end of {log}:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield server
+    except Exception:
+        # pytest shows this beside a failure inside the block: what the server said meanwhile
+        print(f"the end of the mlflow server's log ({log}):\n{log.read_text()[-3000:]}")
+        raise
+    finally:
+        stop_process_group(proc)

@@ -23,6 +23,7 @@ build_go() {
   mv "$out.tmp" "$out"
   echo "$((SECONDS - t0))" >"$out.seconds"
   step "built $(basename "$out") in $((SECONDS - t0)) s"
+  built=1
 }
 
 pause=$(pause_bin)
@@ -36,3 +37,9 @@ for what in ${BUILD:-kube traefik}; do
     traefik) build_go "$(traefik_bin)" "$ROOT/hack/cluster/traefik" github.com/traefik/traefik/v3/cmd/traefik "$(traefik_ldflags)" ;;
   esac
 done
+# The binaries are the cache (keyed by version): Go's module and build caches (~10 GB for
+# Kubernetes) are only worth their disk while building, and the images built next need it.
+if ((${built:-0})); then
+  go clean -cache -modcache
+  step "Go's build and module caches cleaned ($(disk_free) disk free)"
+fi

@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +15,7 @@ import numpy as np
 import pytest
 
 from ..conftest import tracking as use_tracking
+from ..support import mlflow_server
 from . import models
 from .test_server_process import free_port
 
@@ -110,41 +108,12 @@ def test_image_serves_a_local_model_on_a_read_only_root_and_stops_cleanly(image,
         assert all(json.loads(line) for line in logs.splitlines() if line.strip())
 
 
-@contextlib.contextmanager
-def mlflow_server(tmp_path: Path, port: int):
-    """A real `mlflow server` serving artifacts over HTTP, as a cluster's MLflow would."""
-    store = tmp_path / "mlflow"
-    store.mkdir()
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{store}/mlflow.db", "--serve-artifacts",
-         "--artifacts-destination", str(store / "artifacts"), "--workers", "2"],
-        stdout=open(tmp_path / "mlflow.log", "w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            assert process.poll() is None and time.monotonic() < deadline, "mlflow server did not start"
-            time.sleep(0.5)
-        yield url
-    except Exception:
-        print(f"mlflow server (exit code {process.poll()}), last lines of its log:")
-        print((tmp_path / "mlflow.log").read_text()[-3000:])
-        raise
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(30)
-
-
 def test_image_fetches_a_registered_model_by_alias_from_an_mlflow_server(image, tmp_path, mlp_path):
     import mlflow
     import onnx
 
-    with mlflow_server(tmp_path, free_port()) as tracking:
+    with mlflow_server(tmp_path, workers=2) as server:
+        tracking = server.url
         # tracking and registry both: an earlier test's registry URI must not leak in
         with use_tracking(tracking):
             experiment = mlflow.create_experiment("image-test")

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..support import free_port, wait_until  # test_e2e and test_smoke_live import them from here
+from ..support import free_port, mlflow_server, stop_process_group, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECONFIG = os.environ.get("KUBECONFIG") or str(ROOT / ".data/cluster/kubeconfig")
@@ -64,28 +64,9 @@ def node_ip(cluster) -> str:
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory, node_ip):
     """A real MLflow server listening where the pods can reach it (the node's address)."""
-    tmp = tmp_path_factory.mktemp("mlflow-e2e")
-    port = free_port()
-    log = open(tmp / "mlflow.log", "w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "0.0.0.0", "--port", str(port),
-         "--backend-store-uri", f"sqlite:///{tmp}/mlflow.db", "--serve-artifacts",
-         "--artifacts-destination", str(tmp / "artifacts"), "--workers", "2",
-         "--allowed-hosts", f"{node_ip}:{port},127.0.0.1:{port},localhost:{port}"],
-        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-    )
-    local = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        try:
-            return httpx.get(f"{local}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return proc.poll() is not None and pytest.fail(f"mlflow server exited; see {tmp / 'mlflow.log'}")
-
-    wait_until("mlflow server", healthy, timeout=120)
-    yield {"local": local, "pods": f"http://{node_ip}:{port}"}
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    with mlflow_server(tmp_path_factory.mktemp("mlflow-e2e"), host="0.0.0.0", also_called=(node_ip,),
+                       workers=2) as server:
+        yield {"local": server.url, "pods": f"http://{node_ip}:{server.port}"}
 
 
 @pytest.fixture(scope="session")
@@ -142,12 +123,8 @@ class Operator:
         self.proc.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        if self.proc:
+            stop_process_group(self.proc)
 
 
 @pytest.fixture(scope="module")

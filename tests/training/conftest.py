@@ -39,8 +39,7 @@ def local(store, monkeypatch):
 def _train(store: Store, **kw):
     from modelops_training.train import TrainConfig, train
 
-    with tracking(store.uri):
-        return train(TrainConfig(progress=False, tracking_uri=store.uri, **kw))
+    return train(TrainConfig(progress=False, tracking_uri=store.uri, **kw))
 
 
 @pytest.fixture(scope="session")

@@ -1,3 +1,4 @@
+import os
 import time
 from pathlib import Path
 
@@ -72,3 +73,19 @@ def test_unreachable_server_fails_fast_with_a_clear_error():
     with pytest.raises(RegistryUnavailableError, match="is running"):
         mc.check_reachable(f"http://127.0.0.1:{free_port()}", FAST)
     assert time.monotonic() - started < 10
+
+
+def test_fluent_tracking_uri_is_put_back_after_the_block_even_on_error(monkeypatch, tmp_path):
+    import mlflow
+
+    outer, inner = f"sqlite:///{tmp_path}/outer.db", f"sqlite:///{tmp_path}/inner.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", outer)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    with pytest.raises(RuntimeError, match="inside"), mc.fluent_tracking_uri(inner) as uri:
+        assert uri == inner
+        assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == (inner, inner)
+        assert os.environ["MLFLOW_REGISTRY_URI"] == inner
+        raise RuntimeError("inside")
+    assert os.environ["MLFLOW_TRACKING_URI"] == outer
+    assert "MLFLOW_REGISTRY_URI" not in os.environ
+    assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == (outer, outer)

@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 
@@ -68,3 +70,16 @@ def test_same_seed_same_training():
 def test_alias_without_register_is_refused(store):
     with pytest.raises(TrainingError, match="need --register"):
         train(TrainConfig("digits", epochs=1, alias="champion", tracking_uri=store.uri))
+
+
+def test_training_leaves_mlflows_process_wide_uris_as_it_found_them(trainer, monkeypatch):
+    """A long-lived caller must not inherit the URI of its last training (it once sent a later
+    test's registry calls to a stopped server)."""
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_REGISTRY_URI", raising=False)
+    mlflow.set_tracking_uri(None)
+    trainer(dataset="breast_cancer", epochs=1)
+    assert not mlflow.is_tracking_uri_set()
+    assert "MLFLOW_REGISTRY_URI" not in os.environ

@@ -13,7 +13,8 @@ import os
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -176,16 +177,32 @@ def client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
-def use_tracking_uri(tracking_uri: str | None = None) -> str:
-    """Point MLflow's fluent API at the resolved URI (CLI processes); returns it."""
+@contextmanager
+def fluent_tracking_uri(tracking_uri: str | None = None) -> Iterator[str]:
+    """MLflow's fluent API (runs, log_model) pointed at the resolved URI for the block; yields it.
+
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` are process-wide and export
+    ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI`` too: both are put back on exit, so a long-lived
+    caller (a test session, a notebook) never carries this URI into its next call.
+    """
     import mlflow
 
     uri = resolve_tracking_uri(tracking_uri)
     bound_http_retries()
     check_reachable(uri)
+    saved = {name: os.environ.get(name) for name in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    return uri
+    try:
+        yield uri
+    finally:
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])  # None unsets it
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def ensure_experiment(name: str, tracking_uri: str) -> str:

@@ -19,7 +19,7 @@ from torch import nn
 from .datasets import DatasetSplit, load_dataset
 from .errors import TrainingError
 from .metrics import classification_metrics, plot_confusion_matrix, plot_learning_curves
-from .mlflow_client import ensure_experiment, use_tracking_uri
+from .mlflow_client import ensure_experiment, fluent_tracking_uri
 from .models import Sabotaged, build_model
 from .registry import Promotion, promote_if_better, register, set_alias
 
@@ -143,14 +143,18 @@ def fit(
 
 def train(cfg: TrainConfig) -> TrainResult:
     """Train, evaluate on the test split, log to MLflow, register and move aliases as asked."""
-    import mlflow
-    from mlflow.models import infer_signature
-
     if cfg.dataset not in DEFAULT_EPOCHS:
         raise TrainingError(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DEFAULT_EPOCHS)}")
     if (cfg.alias or cfg.promote_if_better) and not cfg.register:
         raise TrainingError("--alias/--promote-if-better need --register NAME (aliases belong to a registered model)")
-    tracking_uri = use_tracking_uri(cfg.tracking_uri)
+    with fluent_tracking_uri(cfg.tracking_uri) as tracking_uri:
+        return _train_and_log(cfg, tracking_uri)
+
+
+def _train_and_log(cfg: TrainConfig, tracking_uri: str) -> TrainResult:
+    import mlflow
+    from mlflow.models import infer_signature
+
     experiment_id = ensure_experiment(cfg.experiment or f"modelops-{cfg.dataset}", tracking_uri)
 
     gen = seed_everything(cfg.seed)
