@@ -12,6 +12,7 @@ import pytest
 from modelops_inference.config import ServerConfig
 from modelops_inference.runtime import ModelRuntime, ModelState
 
+from ..conftest import tracking
 from . import models
 
 
@@ -92,15 +93,12 @@ def mlflow_store(tmp_path_factory, mlp_path):
     import onnx
 
     root = tmp_path_factory.mktemp("mlflow")
-    uri = f"sqlite:///{root}/mlflow.db"
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    experiment = mlflow.create_experiment("inference-tests", artifact_location=str(root / "artifacts"))
-    with mlflow.start_run(experiment_id=experiment) as run:
-        mlflow.onnx.log_model(onnx.load(str(mlp_path)), name="model", registered_model_name="tiny-mlp")
-    mlflow.MlflowClient().set_registered_model_alias("tiny-mlp", "prod", "1")
-    yield uri, run.info.run_id
-    mlflow.set_tracking_uri(None)
+    with tracking(f"sqlite:///{root}/mlflow.db") as uri:
+        experiment = mlflow.create_experiment("inference-tests", artifact_location=str(root / "artifacts"))
+        with mlflow.start_run(experiment_id=experiment) as run:
+            mlflow.onnx.log_model(onnx.load(str(mlp_path)), name="model", registered_model_name="tiny-mlp")
+        mlflow.MlflowClient().set_registered_model_alias("tiny-mlp", "prod", "1")
+        yield uri, run.info.run_id
 
 
 def test_an_unknown_registered_version_fails_without_retrying(mlflow_store, tmp_path, monkeypatch):

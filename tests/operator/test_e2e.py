@@ -15,6 +15,7 @@ import pytest
 import yaml
 from sklearn.datasets import load_breast_cancer
 
+from ..conftest import tracking
 from .conftest import INGRESS_PORT, MODEL, ROOT, kget, kubectl, wait_until
 
 pytestmark = pytest.mark.cluster
@@ -79,8 +80,8 @@ def torch_outputs(registry: dict, version: str) -> np.ndarray:
     import mlflow.pytorch
     import torch
 
-    mlflow.set_tracking_uri(registry["local"])
-    model = mlflow.pytorch.load_model(f"models:/{MODEL}/{version}")
+    with tracking(registry["local"]):
+        model = mlflow.pytorch.load_model(f"models:/{MODEL}/{version}")
     with torch.no_grad():
         return model(torch.from_numpy(ROWS)).numpy()
 
