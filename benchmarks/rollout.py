@@ -57,8 +57,8 @@ from tests.operator.conftest import (  # noqa: E402  (needs ROOT on sys.path)
     SERVING_IMAGE,
     Operator,
     kubectl,
+    pod_reachable_registry,
 )
-from tests.support import mlflow_server  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "rollout.json"
 GROUP, VERSION, PLURAL = "modelops.io", "v1alpha1", "modeldeployments"
@@ -251,11 +251,6 @@ class Watcher:
 
 def condition(obj: dict, type_: str) -> dict:
     return next((c for c in (obj.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
-
-
-def start_mlflow(tmp: Path, node_ip: str, stack: contextlib.ExitStack) -> dict:
-    server = stack.enter_context(mlflow_server(tmp, host="0.0.0.0", also_called=(node_ip,), workers=2))
-    return {"local": server.url, "pods": f"http://{node_ip}:{server.port}"}
 
 
 def start_operator(registry: dict, namespace: str, log_dir: Path, stack: contextlib.ExitStack,
@@ -626,7 +621,7 @@ def bench(args: argparse.Namespace, report: dict, stack: contextlib.ExitStack, t
 
     node = json.loads(kubectl("get", "nodes", "-o", "json").stdout)["items"][0]
     node_ip = next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
-    registry = start_mlflow(tmp, node_ip, stack)
+    registry = stack.enter_context(pod_reachable_registry(tmp, node_ip))
     log(f"mlflow server at {registry['local']} (pods: {registry['pods']})")
 
     started = time.monotonic()

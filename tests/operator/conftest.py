@@ -3,6 +3,7 @@ trained model versions and the operator running as a process against the cluster
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -61,12 +63,18 @@ def node_ip(cluster) -> str:
     return next(a["address"] for a in node["status"]["addresses"] if a["type"] == "InternalIP")
 
 
+@contextlib.contextmanager
+def pod_reachable_registry(tmp: Path, node_ip: str) -> Iterator[dict[str, str]]:
+    """A real MLflow server listening where the pods can reach it (the node's address); yields its
+    URL for this host ("local") and for pods ("pods")."""
+    with mlflow_server(tmp, host="0.0.0.0", also_called=(node_ip,), workers=2) as server:
+        yield {"local": server.url, "pods": f"http://{node_ip}:{server.port}"}
+
+
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory, node_ip):
-    """A real MLflow server listening where the pods can reach it (the node's address)."""
-    with mlflow_server(tmp_path_factory.mktemp("mlflow-e2e"), host="0.0.0.0", also_called=(node_ip,),
-                       workers=2) as server:
-        yield {"local": server.url, "pods": f"http://{node_ip}:{server.port}"}
+    with pod_reachable_registry(tmp_path_factory.mktemp("mlflow-e2e"), node_ip) as registry:
+        yield registry
 
 
 @pytest.fixture(scope="session")
