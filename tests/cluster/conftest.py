@@ -62,6 +62,8 @@ def namespace(cluster) -> Iterator[str]:
     wait_until("default service account",
                lambda: kubectl("-n", ns, "get", "sa", "default", check=False).returncode == 0)
     yield ns
+    # pytest shows this only for a failed test: what the cluster said while it ran
+    print(kubectl("-n", ns, "get", "events", "--sort-by=.lastTimestamp", check=False).stdout)
     kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
 
