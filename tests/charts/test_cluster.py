@@ -178,7 +178,9 @@ def serve_a_model_through_the_stack(namespace: str, release: str) -> None:
         manifest = {"apiVersion": "modelops.io/v1alpha1", "kind": "ModelDeployment",
                     "metadata": {"name": "bc", "namespace": namespace},
                     "spec": {"model": {"name": "breast-cancer", "alias": "champion"},
-                             "serving": {"imagePullPolicy": "Never"}}}
+                             "serving": {"imagePullPolicy": "Never"},
+                             # the run's first inference pod: slow to start on a cold node
+                             "rollout": {"progressDeadlineSeconds": 300}}}
         kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
 
         def phase():
@@ -218,7 +220,7 @@ def test_install_test_upgrade_uninstall(crds, namespace):
         assert kubectl("get", "--raw", f"/api/v1/namespaces/{namespace}/services/{release}-modelops-operator:"
                        "health/proxy/healthz").returncode == 0
         # MLflow answers its API through its Service name (--allowed-hosts)
-        out = khelm("test", release, "-n", namespace, "--logs", timeout=300).stdout
+        out = khelm("test", release, "-n", namespace, "--logs", "--timeout", "8m", timeout=540).stdout
         assert "registry answers" in out and "/healthz 200" in out, out
         serve_a_model_through_the_stack(namespace, release)
 

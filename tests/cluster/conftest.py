@@ -79,8 +79,9 @@ def web_container(name: str = "web", *, port: int = 8080, readiness_path: str = 
     c: dict[str, Any] = {
         "name": name, "image": BASE_IMAGE, "imagePullPolicy": "Never", "command": cmd,
         "ports": [{"containerPort": port, "name": "http"}],
+        # lenient enough that a slow machine never flaps a ready pod; a failing probe still fails at once
         "readinessProbe": {"httpGet": {"path": readiness_path, "port": port}, "periodSeconds": 1,
-                           "failureThreshold": 1},
+                           "timeoutSeconds": 5, "failureThreshold": 3},
     }
     if cpu:
         c["resources"] = {"requests": {"cpu": cpu}, "limits": {"cpu": cpu}}

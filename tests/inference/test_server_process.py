@@ -191,7 +191,8 @@ async def _load_until_unready(url: str, clients: int) -> tuple[list, list, float
 
 
 def test_sigterm_during_load_fails_readiness_first_and_loses_no_request(tmp_path, mlp_path):
-    with serve(tmp_path, "--model-uri", str(mlp_path), "--drain-seconds", "1.5") as server:
+    # the drain outlasts the time a busy client needs to see the 503 and stop sending
+    with serve(tmp_path, "--model-uri", str(mlp_path), "--drain-seconds", "5") as server:
         server.wait_ready()
 
         async def scenario():

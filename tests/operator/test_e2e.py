@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 
 import httpx
 import numpy as np
@@ -50,9 +51,9 @@ def wait_settled(namespace: str, name: str, version: str | None = None, timeout:
         if st.get("phase") in ("Ready", "RolledBack", "Failed"):
             if version is None or st.get("targetModelVersion") == version:
                 return st
-        return None
+        raise AssertionError(f"status: {st}")
 
-    return wait_until(f"{name} to settle (last status {status(namespace, name)})", settled, timeout=timeout)
+    return wait_until(f"{name} to settle", settled, timeout=timeout, ignore=(AssertionError,))
 
 
 def condition(st: dict, type_: str) -> dict:
@@ -68,6 +69,13 @@ def infer(base: str, name: str, rows: np.ndarray, headers: dict | None = None) -
     body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": list(rows.shape),
                         "data": rows.ravel().tolist()}]}
     return httpx.post(f"{base}/v2/models/{name}/infer", json=body, headers=headers or {}, timeout=10)
+
+
+def routed(host: str, request: Callable[[], httpx.Response]) -> httpx.Response:
+    """Sends `request` through Traefik until it answers 200: Traefik applies a route a moment after the
+    pods turn ready, and answers 404/503 until then."""
+    return wait_until(f"Traefik to route {host}", lambda: (r := request()).status_code == 200 and r, timeout=30,
+                      ignore=(httpx.HTTPError,))
 
 
 def probabilities(resp: httpx.Response) -> np.ndarray:
@@ -131,8 +139,8 @@ def test_apply_becomes_ready_and_serves_the_models_own_outputs(operator, namespa
     expected = torch_outputs(registry, versions["v1"])
     via_service = probabilities(infer(service_url(namespace, "cancer"), "cancer", ROWS))
     np.testing.assert_allclose(via_service, expected, atol=1e-4)
-    via_ingress = probabilities(infer(f"http://127.0.0.1:{INGRESS_PORT}", "cancer", ROWS,
-                                      headers={"Host": "cancer.modelops.test"}))
+    via_ingress = probabilities(routed("cancer.modelops.test", lambda: infer(
+        f"http://127.0.0.1:{INGRESS_PORT}", "cancer", ROWS, headers={"Host": "cancer.modelops.test"})))
     np.testing.assert_allclose(via_ingress, expected, atol=1e-4)
 
     dep = kget("deployment", "cancer", namespace)
@@ -171,9 +179,14 @@ def test_a_version_that_fails_smoke_checks_is_rolled_back_while_the_old_one_serv
     assert load.versions == {versions["v2"]}
     dep = kget("deployment", "cancer", namespace)
     assert dep["spec"]["template"]["metadata"]["annotations"]["modelops.io/model-version"] == versions["v2"]
-    events = kubectl("get", "events", "-n", namespace, "--field-selector", "involvedObject.name=cancer",
-                     "-o", "json").stdout
-    assert "SmokeCheckFailed" in events and "RollingBack" in events
+    # kopf posts events from a queue, a moment after the status patch
+    def reasons() -> set[str]:
+        events = json.loads(kubectl("get", "events", "-n", namespace, "--field-selector",
+                                    "involvedObject.name=cancer", "-o", "json").stdout)["items"]
+        return {e["reason"] for e in events}
+
+    wait_until("the SmokeCheckFailed and RollingBack events",
+               lambda: {"SmokeCheckFailed", "RollingBack"} <= reasons(), timeout=30)
     # settled: the same generation is not retried
     time.sleep(5)
     assert status(namespace, "cancer")["attempt"] == st["attempt"]
@@ -206,7 +219,8 @@ def test_invalid_resources_are_rejected_by_the_api_server(cluster, namespace, sp
 
 
 def test_operator_killed_mid_rollout_converges_after_restart(operator, namespace, versions):
-    apply(namespace, manifest("restart", model={"version": versions["v1"]}))
+    # the restart (process start, resync, export reuse) spends the same rollout deadline as the pods
+    apply(namespace, manifest("restart", model={"version": versions["v1"]}, rollout={"progressDeadlineSeconds": 240}))
     wait_until("restart to start rolling out",
                lambda: status(namespace, "restart").get("phase") in ("RollingOut", "Verifying", "Ready"))
     operator.kill()
@@ -257,10 +271,14 @@ def test_every_example_becomes_ready_as_written(operator, namespace, example_mod
     try:
         st = wait_settled(namespace, name, timeout=300)
         assert st["phase"] == "Ready", st
-        assert st["readyReplicas"] >= (obj["spec"].get("replicas") or 1)
+        # status.readyReplicas follows the Deployment's own status, a moment after the phase
+        wanted = obj["spec"].get("replicas") or 1
+        wait_until(f"{name} to report {wanted} ready replicas",
+                   lambda: status(namespace, name).get("readyReplicas", 0) >= wanted, timeout=60)
         host = (obj["spec"].get("ingress") or {}).get("host")
         if host:  # through Traefik on the node's ingress port, routed by Host
-            meta = httpx.get(f"http://127.0.0.1:{INGRESS_PORT}/v2/models/{name}", headers={"Host": host}, timeout=10)
+            meta = routed(host, lambda: httpx.get(f"http://127.0.0.1:{INGRESS_PORT}/v2/models/{name}",
+                                                  headers={"Host": host}, timeout=10))
         else:
             meta = httpx.get(f"{service_url(namespace, name)}/v2/models/{name}", timeout=10)
         assert meta.status_code == 200, meta.text
