@@ -2,7 +2,7 @@
 # The README's test command: installs and starts everything the tests need, then runs them all.
 source "$(dirname "$0")/lib.sh"
 # a second run would reuse the first one's cluster and lose it when the first one stops it
-mkdir -p "$ROOT/.data" && exec 9>"$ROOT/.data/test.lock"
+exec 9>"$DATA/test.lock"
 flock -n 9 || die "another \`make test\` is running in $ROOT (it holds .data/test.lock); wait for it to end"
 step "$(disk_free) disk free (a cold run needs about 25 GB: torch in the venv and the operator image)"
 bash "$ROOT/hack/setup.sh"

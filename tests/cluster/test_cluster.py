@@ -140,14 +140,16 @@ def test_hpa_reads_cpu_from_metrics_server_and_scales_up_under_load(namespace):
                         "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}]}})
     kubectl("-n", namespace, "rollout", "status", "deployment/burn", "--timeout=120s", timeout=130)
 
-    def utilisation():
-        metrics = kget("-n", namespace, "hpa", "burn").get("status", {}).get("currentMetrics") or []
-        return [m["resource"]["current"].get("averageUtilization") for m in metrics
+    def hpa_status() -> dict:
+        return kget("-n", namespace, "hpa", "burn").get("status", {})
+
+    def utilisation(status: dict) -> list:
+        return [m["resource"]["current"].get("averageUtilization") for m in status.get("currentMetrics") or []
                 if m.get("type") == "Resource"]
 
     # idle: metrics-server's numbers reach the HPA (a utilisation of 0 counts)
-    idle = wait_until("the HPA to report CPU utilisation", lambda: (u := utilisation()) and u[0] is not None and u,
-                      timeout=150, interval=3)
+    idle = wait_until("the HPA to report CPU utilisation",
+                      lambda: (u := utilisation(hpa_status())) and u[0] is not None and u, timeout=150, interval=3)
     assert isinstance(idle[0], int)
 
     ip = kget("-n", namespace, "service", "burn")["spec"]["clusterIP"]
@@ -165,13 +167,13 @@ def test_hpa_reads_cpu_from_metrics_server_and_scales_up_under_load(namespace):
         t.start()
     try:
         def scaled_up():
-            status = kget("-n", namespace, "hpa", "burn")["status"]
+            status = hpa_status()
             assert status.get("desiredReplicas", 1) > 1, f"HPA status: {status}"
             return status
 
         status = wait_until("the HPA to scale the Deployment up", scaled_up, timeout=240, interval=3)
         # the reading that made the decision, not a later average that includes the new pods
-        busy = [m["resource"]["current"]["averageUtilization"] for m in status["currentMetrics"]]
+        busy = utilisation(status)
         assert busy[0] > 50, f"utilisation under load: {busy}%"
         wait_until("the Deployment to have more replicas", lambda: kget(
             "-n", namespace, "deployment", "burn")["spec"]["replicas"] > 1, timeout=30)
