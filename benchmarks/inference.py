@@ -27,7 +27,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,12 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from tests.support import free_port  # noqa: E402  (needs ROOT on sys.path)
+
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "benchmarks" / "results" / "inference.json"
 
@@ -216,12 +220,6 @@ def run_load(port: int, path: str, body: bytes, total: int, clients: int, rows_p
 
 
 # --- servers ---------------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def wait_http(port: int, path: str, process: subprocess.Popen, timeout: float = 180) -> None:
     import urllib.error

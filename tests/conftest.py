@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import pytest
 
 from . import support
-from .support import free_port  # noqa: F401  (imported from here by the component suites)
 
 NO_SKIP = os.environ.get("MODELOPS_NO_SKIP") == "1"
 

@@ -31,8 +31,8 @@ import numpy as np
 import pytest
 import yaml
 
-from ..conftest import free_port
 from ..inference import models
+from ..support import free_port
 from .conftest import CHART, NAMESPACE, RELEASE, one, render
 
 SERVE = str(Path(sys.executable).parent / "modelops-serve")

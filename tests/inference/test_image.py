@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from ..conftest import tracking as use_tracking
-from ..support import mlflow_server
+from ..support import free_port, mlflow_server
 from . import models
-from .test_server_process import free_port
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ import pytest
 from modelops_operator.smoke import cases_from_export, run_smoke
 from modelops_operator.spec import SmokeSpec
 
-from .conftest import free_port, wait_until
+from ..support import free_port, wait_until
 
 
 @pytest.fixture(scope="module")

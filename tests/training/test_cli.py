@@ -28,7 +28,7 @@ def test_export_cli_bad_input_exits_non_zero_with_one_message(bc_v1, store, tmp_
 
 
 def test_export_cli_unreachable_server(monkeypatch, tmp_path, capsys):
-    from tests.conftest import free_port
+    from tests.support import free_port
 
     monkeypatch.setenv("MODELOPS_MLFLOW_RETRIES", "1")
     uri = f"http://127.0.0.1:{free_port()}"

@@ -17,7 +17,7 @@ from modelops_training.errors import (
     UnsupportedFlavorError,
 )
 from modelops_training.export import ExportRecord, export_model
-from tests.conftest import free_port
+from tests.support import free_port
 from tests.training.conftest import BC, DIGITS
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from modelops_training import mlflow_client as mc
 from modelops_training.errors import RegistryUnavailableError
-from tests.conftest import free_port
+from tests.support import free_port
 
 FAST = mc.RetryPolicy(attempts=3, initial_delay=0.01)
 
