@@ -55,17 +55,13 @@ case "${2:-}" in
       step "$image is up to date (inputs $inputs)"
       exit 0
     fi
-    # The wheels reach the build over HTTP on the docker bridge's gateway, for the build's length only.
-    gateway=$(docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')
-    port=$(free_port)
-    "$VENV/bin/python" -m http.server --bind "$gateway" --directory "$WHEELS" "$port" >/dev/null 2>&1 &
-    server=$!
-    trap 'kill "$server" 2>/dev/null || true' EXIT
-    wait_for 30 "the wheel server on $gateway:$port" curl -fsS -o /dev/null "http://$gateway:$port/"
+    build() {
+      context "Dockerfile.$component" constraints.txt "${sources[@]}" |
+        docker build -q -f "Dockerfile.$component" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
+          --build-arg "WHEELS_URL=$WHEELS_URL" --label "modelops.inputs=$inputs" -t "$image" - >/dev/null
+    }
     step "docker build Dockerfile.$component -> $image (base $BASE_IMAGE, $(disk_free) disk free)"
-    context "Dockerfile.$component" constraints.txt "${sources[@]}" |
-      docker build -q -f "Dockerfile.$component" --build-arg "BASE_IMAGE=$BASE_IMAGE" \
-        --build-arg "WHEELS_URL=http://$gateway:$port/" --label "modelops.inputs=$inputs" -t "$image" - >/dev/null
+    with_wheel_server "$WHEELS" build  # for the build's length only
     # the image this build replaced is now untagged: gone, or every rebuild stays on disk
     new=$(docker image inspect -f '{{.Id}}' "$image")
     [[ -n "$old" && "$old" != "$new" ]] && { docker image rm "$old" >/dev/null 2>&1 || true; }

@@ -99,6 +99,8 @@ left=""
 for p in /proc/[0-9]*; do grep -qsF -- "$C/bin/" "$p/cmdline" && left+=" process ${p#/proc/}"; done
 [[ -n "$(awk '{print $5}' /proc/self/mountinfo | ours)" ]] && left+=" mounts"
 ip link show "$BRIDGE" >/dev/null 2>&1 && left+=" $BRIDGE"
-iptables -t nat -S 2>/dev/null | grep -qE '^-N (KUBE-|CNI-)' && left+=" iptables-chains"
+# grep -q reads a captured string, not a pipe: it exits at the first match, which under pipefail
+# would fail the pipeline (SIGPIPE to the writer) and hide the leftover
+grep -qE '^-N (KUBE-|CNI-)' <<<"$(iptables -t nat -S 2>/dev/null || true)" && left+=" iptables-chains"
 [[ -z "$left" ]] || die "cluster-down left:$left"
 say "local cluster stopped; nothing of it remains (logs kept in ${C#"$ROOT"/}/logs)"

@@ -16,7 +16,15 @@ ADDONS=${MODELOPS_ADDONS:-coredns metrics-server traefik}
 has_addon() { [[ " $ADDONS " == *" $1 "* ]]; }
 CGROUP_ROOT=modelops              # kubelet's cgroup root: every pod lives under /sys/fs/cgroup/*/modelops
 NODE_NAME=$(hostname | tr '[:upper:]' '[:lower:]')
-NODE_IP=${MODELOPS_NODE_IP:-$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1)}')}
+# the node's address: the source of the route out, or (no route out, as offline machines may have)
+# the first global IPv4 address; up.sh names MODELOPS_NODE_IP when neither exists
+node_ip() {
+  local a
+  a=$(ip -4 route get 1.1.1.1 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "src") print $(i + 1)}') || true
+  [[ -n "$a" ]] || a=$(ip -4 -o addr show scope global 2>/dev/null | awk '{sub("/.*", "", $4); print $4}') || true
+  echo "${a%%$'\n'*}"
+}
+NODE_IP=${MODELOPS_NODE_IP:-$(node_ip)}
 PAUSE_IMAGE=local/pause:$PAUSE_VERSION
 BASE_IMAGE=${BASE_IMAGE_TAG:-local/python-base:bookworm}
 # local images are named by the binary's content key, so a rebuilt binary gets a new image

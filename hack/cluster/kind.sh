@@ -9,7 +9,7 @@ NAME=modelops
 command -v kind >/dev/null || die "kind is not installed: go install sigs.k8s.io/kind@v0.33.0"
 case "${1:-up}" in
   up)
-    kind get clusters 2>/dev/null | grep -qx "$NAME" || kind create cluster --config "$ROOT/hack/kind.yaml"
+    grep -qx "$NAME" <<<"$(kind get clusters 2>/dev/null || true)" || kind create cluster --config "$ROOT/hack/kind.yaml"
     kubectl config use-context "kind-$NAME" >/dev/null
     kubectl apply -f "https://github.com/kubernetes-sigs/metrics-server/releases/download/$METRICS_SERVER_VERSION/components.yaml"
     kubectl -n kube-system patch deployment metrics-server --type=json \

