@@ -91,7 +91,10 @@ def mlflow_server(tmp: Path, *, host: str = "127.0.0.1", also_called: tuple[str,
              "--artifacts-destination", str(tmp / "artifacts"), "--workers", str(workers),
              "--allowed-hosts", hosts],
             stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=tmp,
-            env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},  # it execs uvicorn
+            # it execs uvicorn; MLflow 3's job runners (huey consumers, for its GenAI jobs) are not
+            # needed here and cost a dozen processes per server
+            env={**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
         )
     server = MlflowServer(port, log)
     try:
