@@ -13,7 +13,7 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
 
 FIELD_MANAGER = "modelops-operator"
 GROUP, VERSION, PLURAL = "modelops.io", "v1alpha1", "modeldeployments"
@@ -49,6 +49,19 @@ async def apply(obj: dict[str, Any]) -> dict[str, Any]:
     return await asyncio.to_thread(call)
 
 
+async def create(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """Create `obj`; None when an object of that name exists already (someone else created it first)."""
+
+    def call():
+        try:
+            res = _resource(obj["apiVersion"], obj["kind"])
+            return res.create(body=obj, namespace=obj["metadata"].get("namespace")).to_dict()
+        except ConflictError:
+            return None
+
+    return await asyncio.to_thread(call)
+
+
 async def get(api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
     def call():
         try:
@@ -59,7 +72,8 @@ async def get(api_version: str, kind: str, name: str, namespace: str) -> dict[st
     return await asyncio.to_thread(call)
 
 
-async def list_objects(api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict]:
+async def list_objects(api_version: str, kind: str, namespace: str | None, label_selector: str) -> list[dict]:
+    """Objects matching a label selector (filtered by the API server), in one namespace or (None) all."""
     def call():
         items = _resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
         return [item.to_dict() for item in items.items]
@@ -76,6 +90,32 @@ async def delete(api_version: str, kind: str, name: str, namespace: str) -> bool
             return False
 
     return await asyncio.to_thread(call)
+
+
+async def pod_log_tail(name: str, namespace: str, lines: int = 20) -> str:
+    """The last lines of a pod's log ('' when it has none yet or is gone)."""
+
+    def call():
+        try:
+            return kubernetes.client.CoreV1Api(_api_client()).read_namespaced_pod_log(
+                name, namespace, tail_lines=lines, limit_bytes=8192)
+        except ApiException:
+            return ""
+
+    return await asyncio.to_thread(call)
+
+
+async def delete_background(api_version: str, kind: str, name: str, namespace: str) -> None:
+    """Delete with its dependents (a Job's pods) collected in the background."""
+
+    def call():
+        try:
+            _resource(api_version, kind).delete(name=name, namespace=namespace,
+                                                body={"propagationPolicy": "Background"})
+        except NotFoundError:
+            pass
+
+    await asyncio.to_thread(call)
 
 
 async def merge_patch(api_version: str, kind: str, name: str, namespace: str, body: dict) -> None:

@@ -76,6 +76,7 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
         "imagePullPolicy": spec.serving.image_pull_policy,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": server_env(name, spec, target),
+        **({"envFrom": [{"secretRef": {"name": spec.model.credentials_secret}}]} if spec.model.credentials_secret else {}),
         # Ready only once the model is loaded, verified and answered a warm-up inference.
         "readinessProbe": _probe("/v2/health/ready", period=2, failures=2),
         "livenessProbe": {**_probe("/v2/health/live", period=10, failures=3), "initialDelaySeconds": 10},
