@@ -13,7 +13,6 @@ makes a new one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
@@ -21,7 +20,6 @@ from dataclasses import asdict
 from typing import Any
 
 import kopf
-
 from modelops_registry import ExportRecord, ResolvedVersion
 
 from . import exporting, exports, kube, metrics
