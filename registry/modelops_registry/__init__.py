@@ -5,6 +5,8 @@ Modules, one concern each: `errors` (typed registry errors and MLflow's "not fou
 project's HTTP retry and timeout settings, bounded retries, ``resolve``), `record` (the export record
 as typed data; ``read_export`` and ``find_export``) and `redact` (credentials out of messages).
 The operator, the exporter and the server all import it, so none of them re-implements a lookup.
+The client factory is ``modelops_registry.client.client`` (not re-exported here, where the name
+``client`` is the module).
 """
 
 import os
@@ -20,7 +22,6 @@ from .client import (  # noqa: E402 - after the telemetry default
     RetryPolicy,
     apply_http_settings,
     call_with_retries,
-    client,
     download_artifacts,
     is_unavailable,
     resolve,
@@ -54,7 +55,6 @@ __all__ = [
     "TensorInfo",
     "apply_http_settings",
     "call_with_retries",
-    "client",
     "download_artifacts",
     "find_export",
     "is_unavailable",
