@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from .errors import ModelVersionNotFound, RegistryUnavailable, is_not_found
-from .redact import redact_uri
+from .redact import redact_text, redact_uri
 from .uri import ModelRef
 
 if TYPE_CHECKING:
@@ -128,7 +128,8 @@ def is_unavailable(exc: BaseException) -> bool:
 
 
 def first_line(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
+    """The first line of an error for a message, credentials redacted before it is cut."""
+    text = redact_text(str(exc)).strip() or type(exc).__name__
     return text.splitlines()[0][:300]
 
 
