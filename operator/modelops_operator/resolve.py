@@ -29,7 +29,9 @@ def resolve_model_sync(model: ModelRef, tracking_uri: str | None) -> ResolvedVer
     ref = RegistryRef(model.name, model.version, model.alias)
     try:
         return resolve(tracking_uri, ref, policy=ONE_ATTEMPT)
-    except (ModelVersionNotFound, RegistryUnavailable):
+    except ModelVersionNotFound as exc:
+        raise ModelVersionNotFound(f"spec.model: {exc}") from exc
+    except RegistryUnavailable:
         raise
     except Exception as exc:  # an MLflow refusal other than "not found", or a transport error
         where = redact_text(tracking_uri or "the default MLflow tracking URI")

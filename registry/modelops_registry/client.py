@@ -192,7 +192,7 @@ def resolve(tracking_uri: str | None, model: str | ModelRef, *, policy: RetryPol
                 return mc.get_model_version_by_alias(ref.name, ref.alias)
             return mc.get_model_version(ref.name, ref.version)
         except MlflowException as exc:
-            if is_not_found(exc, alias=bool(ref.alias)):
+            if is_not_found(exc, lookup=True):
                 return None
             raise
 

@@ -7,8 +7,9 @@ to give them their own exit codes or HTTP statuses, so ``except ModelVersionNotF
 
 from __future__ import annotations
 
-# MLflow's answers for "no such registered model, version or alias". An unknown alias comes back
-# as INVALID_PARAMETER_VALUE on some stores, so that code counts as "not found" only for aliases.
+# MLflow's answers for "no such registered model, version or alias". An unknown alias (and a version
+# that is not a number) comes back as INVALID_PARAMETER_VALUE, so that code counts as "not found"
+# only for a lookup by version or alias, where the parameter is the reference itself.
 NOT_FOUND_CODES = frozenset({"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"})
 # Codes no retry can fix: the not-found ones, a bad parameter, no permission.
 PERMANENT_CODES = NOT_FOUND_CODES | {"INVALID_PARAMETER_VALUE", "PERMISSION_DENIED", "UNAUTHENTICATED"}
@@ -34,7 +35,8 @@ class RegistryUnavailable(RegistryError):
     retryable = True
 
 
-def is_not_found(exc: BaseException, *, alias: bool = False) -> bool:
-    """True when an MlflowException means "does not exist" (for an alias lookup if ``alias``)."""
+def is_not_found(exc: BaseException, *, lookup: bool = False) -> bool:
+    """True when an MlflowException means "does not exist"; ``lookup``: the request was a lookup by
+    version or alias, where an invalid parameter means that version or alias does not exist."""
     code = getattr(exc, "error_code", "")
-    return code in NOT_FOUND_CODES or (alias and code == "INVALID_PARAMETER_VALUE")
+    return code in NOT_FOUND_CODES or (lookup and code == "INVALID_PARAMETER_VALUE")

@@ -71,7 +71,7 @@ def alias_version(name: str, alias: str, *, tracking_uri: str) -> str | None:
         try:
             return str(mc.get_model_version_by_alias(name, alias).version)
         except MlflowException as exc:
-            if is_not_found(exc, alias=True):
+            if is_not_found(exc, lookup=True):
                 return None
             raise
 
