@@ -20,7 +20,7 @@ step "2/8 cluster"
 bash "$ROOT/hack/cluster/up.sh"
 [[ -z "${KUBECONFIG:-}" && -f "$DATA/cluster/kubeconfig" ]] && export KUBECONFIG="$DATA/cluster/kubeconfig"
 
-step "3/8 images: modelops/inference:dev and modelops/operator:dev, loaded into the cluster"
+step "3/8 images: modelops/inference:dev, modelops/operator:dev and modelops/training:dev, loaded into the cluster"
 bash "$ROOT/hack/cluster/images.sh" project
 
 step "4/8 helm upgrade --install $RELEASE charts/modelops (operator, MLflow, dashboards, alerts)"
