@@ -12,7 +12,8 @@ import socket
 from typing import Any
 
 import kopf
-from modelops_registry import ExportRecord, ResolvedVersion, find_export, read_export, redact_text
+
+from modelops_registry import ExportRecord, RegistryUnavailable, ResolvedVersion, find_export, read_export, redact_text
 
 from . import exports, kube, metrics
 from .config import OperatorConfig
@@ -39,8 +40,8 @@ async def export(w: StatusWriter, md: ModelDeploymentSpec, resolved: ResolvedVer
                  job_tracking_uri: str | None, config: OperatorConfig) -> ExportRecord:
     """The export record of `resolved` under `md.export`; raises ExportRejected, or kopf.TemporaryError
     while queued or after a retryable failure."""
-    record = await asyncio.to_thread(find_export, tracking_uri, resolved, opset=md.export.opset,
-                                     quantize=md.export.quantize, tolerance=md.export.tolerance)
+    record = await _registry(w, find_export, tracking_uri, resolved, opset=md.export.opset,
+                             quantize=md.export.quantize, tolerance=md.export.tolerance)
     if record is not None:
         metrics.EXPORTS.labels("reused").inc()
         return record
@@ -94,7 +95,7 @@ async def _follow(w: StatusWriter, name: str, tracking_uri: str | None, resolved
         pods = await kube.list_objects("v1", "Pod", w.namespace, f"job-name={name}")
         outcome = exports.outcome(job, pods)
         if outcome.state == "Succeeded":
-            return await _read(name, outcome.result or {}, tracking_uri, resolved)
+            return await _read(w, name, outcome.result or {}, tracking_uri, resolved)
         if outcome.state == "Failed":
             message = redact_text(outcome.message)
             if outcome.retryable:
@@ -110,11 +111,21 @@ async def _follow(w: StatusWriter, name: str, tracking_uri: str | None, resolved
         await asyncio.sleep(POLL_SECONDS)
 
 
-async def _read(name: str, result: dict, tracking_uri: str | None, resolved: ResolvedVersion) -> ExportRecord:
+async def _registry(w: StatusWriter, call, *args, **kwargs):
+    """A registry call in a thread; MLflow unreachable means try again later, not a failed export."""
+    try:
+        return await asyncio.to_thread(call, *args, **kwargs)
+    except RegistryUnavailable as exc:
+        await _condition(w, "ExportRetrying", str(exc))
+        raise kopf.TemporaryError(f"{exc}; retrying", delay=15) from exc
+
+
+async def _read(w: StatusWriter, name: str, result: dict, tracking_uri: str | None,
+                resolved: ResolvedVersion) -> ExportRecord:
     run_id, path = result.get("run_id"), result.get("artifact_path")
     record = None
     if run_id and path:
-        record = await asyncio.to_thread(read_export, tracking_uri, run_id, path)
+        record = await _registry(w, read_export, tracking_uri, run_id, path)
     if record is None or record.version != resolved.version:
         raise ExportRejected("ExportFailed", f"export Job {name} succeeded but its export.json "
                              f"(run {run_id}, {path}) is missing or names another version")

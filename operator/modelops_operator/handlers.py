@@ -7,6 +7,7 @@ import logging
 import os
 
 import kopf
+
 from modelops_registry import redact_uri
 
 from . import alias, api, gate, kube, metrics

@@ -20,6 +20,7 @@ from dataclasses import asdict
 from typing import Any
 
 import kopf
+
 from modelops_registry import ExportRecord, ResolvedVersion
 
 from . import exporting, exports, kube, metrics

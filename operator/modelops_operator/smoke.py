@@ -12,6 +12,8 @@ from typing import Any
 
 import httpx
 
+from modelops_registry import ExportRecord
+
 from .spec import SmokeSpec
 
 
@@ -64,13 +66,13 @@ def _float32(values: list[float]) -> list[float]:
     return array("f", values).tolist()
 
 
-def cases_from_export(record: dict[str, Any]) -> list[SmokeCase]:
+def cases_from_export(record: ExportRecord) -> list[SmokeCase]:
     """One v2 request per row of the model's logged input example, expecting the ONNX outputs."""
-    example = record["input_example"]
-    first_input = record["inputs"][0]
-    outputs = record["example_outputs"]
+    example = record.input_example
+    first_input = record.inputs[0]
+    outputs = record.example_outputs
     if not isinstance(outputs, dict):  # a bare array means the single output
-        outputs = {record["outputs"][0]["name"]: outputs}
+        outputs = {record.outputs[0].name: outputs}
     cases = []
     for row in range(len(example)):
         sample = [example[row]]
@@ -79,8 +81,8 @@ def cases_from_export(record: dict[str, Any]) -> list[SmokeCase]:
                 request={
                     "id": f"smoke-{row}",
                     "inputs": [{
-                        "name": first_input["name"],
-                        "datatype": first_input.get("datatype", "FP32"),
+                        "name": first_input.name,
+                        "datatype": first_input.datatype or "FP32",
                         "shape": _shape(sample),
                         "data": _float32(_flat(sample)),
                     }],

@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import kopf
+
 from modelops_registry import redact_text
 
 from . import kube, metrics
