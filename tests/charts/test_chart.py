@@ -491,6 +491,14 @@ def test_notes_tell_the_next_step_and_the_crd_upgrade_caveat():
     assert "Helm never upgrades the CRDs" in notes
 
 
+def test_notes_with_auth_tell_where_each_side_gets_mlflow_credentials():
+    res = helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+               "--set", "mlflow.auth.enabled=true")
+    notes = res.stdout.split("NOTES:", 1)[1]
+    assert f"get secret {MLFLOW}-auth -o jsonpath='{{.data.password}}'" in notes
+    assert "spec.model.credentialsSecret" in notes and "never copied" in notes
+
+
 def helm3() -> str:
     exe = os.environ.get("MODELOPS_HELM3") or str(ROOT / ".tools/helm3/helm")
     if not os.access(exe, os.X_OK):
