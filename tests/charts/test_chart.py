@@ -375,6 +375,8 @@ def test_the_operator_reads_credentials_for_an_external_mlflow_from_a_secret():
         assert env[key] == {"secretKeyRef": {"name": "ext-mlflow", "key": key, "optional": True}}
     res = helm(*template_args(AUTH, sets={"operator.trackingCredentialsSecret": "ext-mlflow"}), check=False)
     assert res.returncode != 0 and "trackingCredentialsSecret" in res.stderr
+    res = helm(*template_args(NAMESPACED, sets={"mlflow.auth.enabled": "true"}), check=False)
+    assert res.returncode != 0 and "external MLflow" in res.stderr
 
 
 SENSITIVE = ("PASSWORD", "SECRET", "TOKEN")

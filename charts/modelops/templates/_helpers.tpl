@@ -126,10 +126,6 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (include "modelops.componentName" (dict "ctx" . "component" "mlflow-auth")) .Values.mlflow.auth.existingSecret }}
 {{- end }}
 
-{{- define "modelops.mlflow.authEnabled" -}}
-{{- if and .Values.mlflow.enabled .Values.mlflow.auth.enabled }}true{{ end }}
-{{- end }}
-
 {{/* Env entries MLFLOW_TRACKING_USERNAME/PASSWORD from the auth Secret, for the operator and test pods. */}}
 {{- define "modelops.mlflow.authClientEnv" -}}
 {{- $secret := include "modelops.mlflow.authSecretName" . }}
@@ -178,7 +174,10 @@ imagePullSecrets:
 {{- if and .Values.operator.webhook.enabled (not .Values.operator.webhook.existingSecret) (not .Values.operator.webhook.secret) }}
 {{- fail "operator.webhook.enabled needs operator.webhook.existingSecret or operator.webhook.secret" }}
 {{- end }}
-{{- if and (include "modelops.mlflow.authEnabled" .) .Values.operator.trackingCredentialsSecret }}
+{{- if and .Values.mlflow.auth.enabled (not .Values.mlflow.enabled) }}
+{{- fail "mlflow.auth.enabled configures the chart's MLflow (mlflow.enabled=false): for an external MLflow give the operator operator.trackingCredentialsSecret" }}
+{{- end }}
+{{- if and .Values.mlflow.auth.enabled .Values.operator.trackingCredentialsSecret }}
 {{- fail "operator.trackingCredentialsSecret is for an external MLflow: with mlflow.auth.enabled the operator uses the chart's auth Secret" }}
 {{- end }}
 {{- if and (not .Values.mlflow.enabled) (not .Values.operator.trackingUri) }}
