@@ -9,10 +9,12 @@ Needs MLflow's `auth` extra (Flask-WTF), which the training image installs for t
 from __future__ import annotations
 
 import base64
+import http.server
 import importlib.util
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,8 +110,26 @@ def test_helm_test_of_the_registry_authenticates(docs, server):
     assert "registry answers" in res.stdout
 
 
-def test_the_auth_test_fails_against_an_mlflow_without_auth(docs, tmp_path):
-    # the check is not vacuous: an MLflow that lets anonymous requests through fails it
-    with support.mlflow_server(tmp_path) as plain:
-        res = run_test_pod(docs, f"{RELEASE}-test-mlflow-auth", plain.url)
+class OpenServer(http.server.BaseHTTPRequestHandler):
+    """Answers 200 to everything, like an MLflow without auth."""
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_auth_test_fails_against_a_server_that_lets_anonymous_requests_through(docs):
+    # the check is not vacuous: MLflow without auth (here: a stand-in that accepts every request) fails it
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), OpenServer)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        res = run_test_pod(docs, f"{RELEASE}-test-mlflow-auth", f"http://127.0.0.1:{server.server_port}")
+    finally:
+        server.shutdown()
     assert res.returncode != 0 and "auth: anonymous request: 200 (expected 401)" in res.stdout, res.stdout
