@@ -4,7 +4,7 @@ container (args, env, basic_auth.ini, the generated Secret) started as a local p
 config file and the generated password, /health answers without credentials (the probes), anonymous
 requests get 401 and the operator's credentials 200.
 
-Needs MLflow's `auth` extra (Flask-WTF), which the training image installs for the chart's MLflow."""
+Needs MLflow's `auth` extra (Flask-WTF), as the training image does for the chart's MLflow."""
 
 from __future__ import annotations
 
