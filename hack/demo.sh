@@ -26,7 +26,8 @@ bash "$ROOT/hack/cluster/images.sh" project
 step "4/8 helm upgrade --install $RELEASE charts/modelops (operator, MLflow, dashboards, alerts)"
 kubectl apply --server-side --force-conflicts -f "$ROOT/crds" >/dev/null  # Helm never upgrades CRDs itself
 helm upgrade --install "$RELEASE" "$ROOT/charts/modelops" -n "$NS" --create-namespace \
-  --set operator.image.tag=dev --set operator.servingImage.tag=dev --set operator.aliasPollSeconds=5 \
+  --set operator.image.tag=dev --set operator.servingImage.tag=dev --set exportImage.tag=dev \
+  --set operator.aliasPollSeconds=5 \
   --set mlflow.persistence.enabled=false --wait --timeout 10m
 kubectl get pods -n "$NS"
 
