@@ -129,7 +129,8 @@ async def _export(w: StatusWriter, md: ModelDeploymentSpec, resolved: ResolvedVe
                   job_tracking_uri: str | None, config: OperatorConfig) -> ExportRecord | None:
     """Export (or reuse) the ONNX artifact behind the parity gate, in a Job; None when it failed."""
     version = resolved.version
-    await w.phase("Exporting", "Exporting", f"exporting models:/{md.model.name}/{version} to ONNX")
+    if w.status.get("phase") != "Exporting":  # a queued or retried export comes back here: one Event
+        await w.phase("Exporting", "Exporting", f"exporting models:/{md.model.name}/{version} to ONNX")
     started = time.monotonic()
     try:
         record = await exporting.export(w, md, resolved, tracking_uri, job_tracking_uri, config)
