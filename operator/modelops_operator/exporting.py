@@ -69,7 +69,12 @@ async def _start(w: StatusWriter, md: ModelDeploymentSpec, version: str, digest:
         if config.export_network_policy:
             await _ensure_network_policy(w.namespace, job_tracking_uri)
         manifest = exports.job(name, w.namespace, md, version, digest, job_tracking_uri, config.export, w.body)
-        if await kube.create(manifest) is None:  # another ModelDeployment's reconcile created it first
+        try:
+            created = await kube.create(manifest)
+        except kube.Invalid as exc:  # e.g. spec.export.resources requests above limits
+            raise ExportRejected("InvalidSpec", f"the API server rejected export Job {name}: {exc}; fix "
+                                 "spec.export") from exc
+        if created is None:  # another ModelDeployment's reconcile created it first
             await _join(w, await kube.get(JOB_API, "Job", name, w.namespace) or manifest)
             return
     kopf.event(w.body, type="Normal", reason="ExportStarted",

@@ -7,13 +7,14 @@ The official client is synchronous; every call runs in a worker thread so the ko
 from __future__ import annotations
 
 import asyncio
+import json
 from functools import cache
 from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import ConflictError, NotFoundError
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, UnprocessibleEntityError
 
 FIELD_MANAGER = "modelops-operator"
 GROUP, VERSION, PLURAL = "modelops.io", "v1alpha1", "modeldeployments"
@@ -49,8 +50,20 @@ async def apply(obj: dict[str, Any]) -> dict[str, Any]:
     return await asyncio.to_thread(call)
 
 
+class Invalid(Exception):
+    """The API server rejected an object (422): its message names the field."""
+
+
+def _invalid_message(exc: UnprocessibleEntityError) -> str:
+    try:
+        return json.loads(exc.body)["message"]
+    except (ValueError, KeyError, TypeError):
+        return str(exc.summary() if hasattr(exc, "summary") else exc)
+
+
 async def create(obj: dict[str, Any]) -> dict[str, Any] | None:
-    """Create `obj`; None when an object of that name exists already (someone else created it first)."""
+    """Create `obj`; None when an object of that name exists already (someone else created it first).
+    Raises Invalid with the API server's message when it rejects the object."""
 
     def call():
         try:
@@ -58,6 +71,8 @@ async def create(obj: dict[str, Any]) -> dict[str, Any] | None:
             return res.create(body=obj, namespace=obj["metadata"].get("namespace")).to_dict()
         except ConflictError:
             return None
+        except UnprocessibleEntityError as exc:
+            raise Invalid(_invalid_message(exc)) from exc
 
     return await asyncio.to_thread(call)
 

@@ -112,7 +112,7 @@ def test_a_complete_export_is_reused_without_a_job(operator, namespace, versions
 
 def test_an_oom_killed_export_fails_naming_it_and_the_old_version_keeps_serving(operator, namespace, versions):
     apply(namespace, manifest("jobs", model={"version": versions["v2"]},
-                              export={"resources": {"limits": {"memory": "48Mi"}}}))
+                              export={"resources": {"requests": {"memory": "48Mi"}, "limits": {"memory": "48Mi"}}}))
     st = wait_settled(namespace, "jobs", versions["v2"], timeout=240)
     assert st["phase"] == "RolledBack", st
     exported = condition(st, "Exported")
@@ -120,6 +120,16 @@ def test_an_oom_killed_export_fails_naming_it_and_the_old_version_keeps_serving(
     assert st["modelVersion"] == versions["v1"]
     answer = infer(service_url(namespace, "jobs"), "jobs", ROWS[:1])
     assert answer.status_code == 200 and answer.json()["model_version"] == versions["v1"]
+
+
+def test_an_export_job_the_api_server_rejects_settles_as_invalid_spec(operator, namespace, versions):
+    """Requests above limits: the API server refuses the Job; the attempt settles, naming why."""
+    apply(namespace, manifest("jobs", model={"version": versions["v2"]},
+                              export={"resources": {"requests": {"memory": "1Gi"}, "limits": {"memory": "64Mi"}}}))
+    st = wait_settled(namespace, "jobs", versions["v2"], timeout=120)
+    assert st["phase"] == "RolledBack" and st["modelVersion"] == versions["v1"], st
+    exported = condition(st, "Exported")
+    assert "InvalidSpec" in exported["message"] and "less than or equal to memory limit" in exported["message"]
 
 
 def test_operator_killed_while_a_job_runs_joins_it_after_restart(operator, namespace, registry):
