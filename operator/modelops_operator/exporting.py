@@ -48,6 +48,9 @@ async def export(w: StatusWriter, md: ModelDeploymentSpec, resolved: ResolvedVer
     digest = exports.settings_hash(md.model.name, resolved.version, md, config.export.image)
     name = exports.job_name(md.model.name, resolved.version, digest)
     job = await kube.get(JOB_API, "Job", name, w.namespace)
+    if job is not None and exports.failed_before(job, (w.status.get("attempt") or {}).get("startedAt")):
+        await kube.delete_background(JOB_API, "Job", name, w.namespace)  # an earlier attempt's failure
+        job = None
     if job is None:
         await _start(w, md, resolved.version, digest, name, job_tracking_uri, config)
     else:
@@ -74,8 +77,11 @@ async def _start(w: StatusWriter, md: ModelDeploymentSpec, version: str, digest:
         except kube.Invalid as exc:  # e.g. spec.export.resources requests above limits
             raise ExportRejected("InvalidSpec", f"the API server rejected export Job {name}: {exc}; fix "
                                  "spec.export") from exc
-        if created is None:  # another ModelDeployment's reconcile created it first
-            await _join(w, await kube.get(JOB_API, "Job", name, w.namespace) or manifest)
+        if created is None:  # another ModelDeployment's reconcile created it first, or it is still going
+            existing = await kube.get(JOB_API, "Job", name, w.namespace)
+            if existing is None or (existing["metadata"].get("deletionTimestamp")):
+                raise kopf.TemporaryError(f"export Job {name} is being replaced", delay=POLL_SECONDS)
+            await _join(w, existing)
             return
     kopf.event(w.body, type="Normal", reason="ExportStarted",
                message=f"export Job {name} started for models:/{md.model.name}/{version}")

@@ -66,9 +66,10 @@ def _label_value(value: str) -> str:
 
 
 def settings_hash(model: str, version: str, spec: ModelDeploymentSpec, image: str) -> str:
-    """Same model version, settings and exporter image -> same Job (and the same export)."""
+    """Same model version, settings, resources and exporter image -> same Job (and the same export):
+    raising a memory limit after an OOM kill starts a new Job instead of joining the failed one."""
     key = {"model": model, "version": version, "opset": spec.export.opset, "quantize": spec.export.quantize,
-           "tolerance": spec.export.tolerance, "image": image}
+           "tolerance": spec.export.tolerance, "resources": spec.export.resources, "image": image}
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -172,6 +173,20 @@ def job(name: str, namespace: str, md: ModelDeploymentSpec, version: str, digest
             },
         },
     }
+
+
+def failed_before(job: dict[str, Any], started_at: float | None) -> bool:
+    """Whether `job` failed before an attempt that started at `started_at` (epoch seconds): its failure
+    belongs to an earlier attempt, so a new attempt runs the export again instead of inheriting it."""
+    from datetime import datetime
+
+    for c in (job.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Failed" and c.get("status") == "True" and started_at:
+            stamp = c.get("lastTransitionTime")
+            when = stamp.timestamp() if isinstance(stamp, datetime) else (
+                datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else 0.0)
+            return when < started_at
+    return False
 
 
 def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:

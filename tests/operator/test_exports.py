@@ -85,6 +85,9 @@ def test_one_job_name_per_model_version_and_settings():
     assert same != exports.settings_hash("breast-cancer", "3", other, "img:1")
     assert same != exports.settings_hash("breast-cancer", "4", a, "img:1")
     assert same != exports.settings_hash("breast-cancer", "3", a, "img:2")
+    more_memory = ModelDeploymentSpec.model_validate({"model": {"name": "breast-cancer", "alias": "champion"},
+                                                      "export": {"resources": {"limits": {"memory": "4Gi"}}}})
+    assert same != exports.settings_hash("breast-cancer", "3", more_memory, "img:1")
     name = exports.job_name("A_Very.Long_Model.Name-" * 5, "123456789012", same)
     assert len(name) <= 63 and name == name.lower()
     assert all(c.isalnum() or c == "-" for c in name) and name[0].isalpha() and name[-1].isalnum()
@@ -218,3 +221,13 @@ def test_export_settings_come_from_the_environment():
     assert cfg.export == exports.JobSettings("modelops/training:1.2", 60, 30)
     assert cfg.max_concurrent_exports == 3 and cfg.export_network_policy is False
     assert config().export_network_policy is True
+
+
+def test_a_job_that_failed_before_this_attempt_is_not_inherited():
+    failed = {"status": {"conditions": [{"type": "Failed", "status": "True",
+                                         "lastTransitionTime": "2026-01-01T00:00:10Z"}]}}
+    t = 1767225610.0  # 2026-01-01T00:00:10Z
+    assert exports.failed_before(failed, t + 60)
+    assert not exports.failed_before(failed, t - 60)  # failed during this attempt: its evidence
+    assert not exports.failed_before({"status": {}}, t + 60)
+    assert not exports.failed_before(failed, None)
