@@ -20,8 +20,9 @@ does, but watching only the benchmark's own namespace), this measures
      with 0 and with K idle ModelDeployments. K serving pods do not fit on a 2-core machine, so an
      idle object here is a ModelDeployment pinned to a version the registry does not have, settled
      as phase Failed (VersionNotFound): no children and no pods, but watched by kopf like any other
-     and listed by the alias poller. A fresh operator process (no export done, so torch not yet
-     imported) is used for this section.
+     and listed by the alias poller. A fresh operator process is used for this section.
+  4. the images' sizes (the operator's must stay slim: exports run in Jobs from the training image),
+     and the operator's RSS after the exports of sections 1-2 and with K idle objects.
 
 Prints one table with the targets (apply -> Ready < 60 s for these small models with images present,
 failed check -> old version serving < 15 s, 0 failed or broken answers) and writes
@@ -66,6 +67,9 @@ SETTLED = ("Ready", "RolledBack", "Failed")
 BUSY = ("pytest tests/charts", "pytest tests/operator")
 TARGET_READY_S = 60.0
 TARGET_ROLLBACK_S = 15.0
+TARGET_OPERATOR_IMAGE_MB = 400.0  # the slim control plane: no torch, no exporter (issue 11)
+TARGET_OPERATOR_RSS_MIB = 150.0
+IMAGES = ("modelops/operator:dev", "modelops/training:dev", "modelops/inference:dev")
 OWN_PIDS: set[int] = set()  # operator processes this benchmark started
 
 
@@ -177,6 +181,15 @@ def environment() -> dict:
 
 
 # --- cluster and MLflow ----------------------------------------------------------------------------
+
+def image_sizes() -> dict[str, float | None]:
+    """Each project image's size in MB as docker reports it (None when not built)."""
+    sizes = {}
+    for image in IMAGES:
+        res = subprocess.run(["docker", "image", "inspect", "-f", "{{.Size}}", image], capture_output=True, text=True)
+        sizes[image] = round(int(res.stdout) / 1e6, 1) if res.returncode == 0 else None
+    return sizes
+
 
 def api_clients():
     import kubernetes
@@ -492,7 +505,7 @@ def idle_cost(registry: dict, tmp: Path, model: str, count: int, window: float, 
                         "the registry does not have), settled as phase Failed, reason VersionNotFound: no "
                         "Deployment, Service or pod; watched by kopf (operator namespaced to the benchmark's "
                         f"namespace) and listed by the alias poller every {alias_poll} s"),
-        "operator": "fresh process, no export done in it (torch not imported)",
+        "operator": "fresh process, no export done in it (exports run in Jobs anyway)",
         "objects": count, "phases": sorted({f"{p}/{r}" for p, r in phases.values()}), "children_created": children,
         "settle_all_s": round(settle_s, 1), "zero_objects": empty, "with_objects": held,
         "rss_delta_mib": round(held["rss_mib"] - empty["rss_mib"], 1),
@@ -509,8 +522,8 @@ NOTES = [
     "status.attempt stamps).",
     "resolve includes kopf's watch delivery and handler start as well as the MLflow lookup; status = verifiedAt "
     "until the client sees Ready.",
-    "the first breast_cancer run is the operator process's first export: it includes importing torch and the "
-    "exporter's warm-up.",
+    "export = the export Job in the ModelDeployment's namespace: pod start, the training image's python and torch "
+    "imports, download, conversion, parity gate, upload; the operator only creates and follows it.",
     "failed check -> old version serving: from the watch delivering SmokeTestPassed=False/SmokeCheckFailed to "
     "status.attempt.restoredAt, stamped once the last good pod template is re-applied and the Deployment is "
     "Available again (broken pod gone). The old pods were never removed (maxUnavailable 0), so they kept "
@@ -567,6 +580,14 @@ def summarize(report: dict) -> list[dict]:
         out.append({"measurement": "requests failed / answered by the broken version (50 ms client)",
                     "runs": len(rb), "result": f"{failed} / {broken} of {sent}", "target": "0 / 0",
                     "verdict": "PASS" if failed == 0 and broken == 0 else "MISS"})
+    for image, mb in (report.get("images") or {}).items():
+        slim = image.startswith("modelops/operator")
+        out.append({"measurement": f"image size {image}", "runs": 1,
+                    "result": f"{mb:.0f} MB" if mb is not None else "not built",
+                    "target": f"<= {TARGET_OPERATOR_IMAGE_MB:.0f} MB" if slim else "",
+                    "verdict": ("PASS" if mb is not None and mb <= TARGET_OPERATOR_IMAGE_MB else "MISS") if slim
+                    else ""})
+    rss_verdict = {"target": f"<= {TARGET_OPERATOR_RSS_MIB:.0f} MiB"}
     idle = report.get("idle")
     if idle:
         z, w = idle["zero_objects"], idle["with_objects"]
@@ -576,7 +597,8 @@ def summarize(report: dict) -> list[dict]:
              "target": "", "verdict": ""},
             {"measurement": f"operator RSS, {n} idle (Failed/VersionNotFound)", "runs": 1,
              "result": f"{w['rss_mib']:.1f} MiB (+{idle['rss_delta_mib']:.1f} MiB, "
-                       f"{idle['rss_per_object_kib']:.0f} KiB each)", "target": "", "verdict": ""},
+                       f"{idle['rss_per_object_kib']:.0f} KiB each)", **rss_verdict,
+             "verdict": "PASS" if w["rss_mib"] <= TARGET_OPERATOR_RSS_MIB else "MISS"},
             {"measurement": f"operator CPU, 0 / {n} idle, % of one core over {w['window_s']:.0f} s", "runs": 1,
              "result": f"{z['cpu_percent_of_one_core']:.2f} % / {w['cpu_percent_of_one_core']:.2f} %",
              "target": "", "verdict": ""},
@@ -585,9 +607,9 @@ def summarize(report: dict) -> list[dict]:
         ]
     after = report.get("operator_after_rollouts")
     if after:
-        out.append({"measurement": "operator RSS after sections 1-2 (exports done, torch loaded)", "runs": 1,
-                    "result": f"{after['rss_mib']:.1f} MiB (peak {after['peak_rss_mib']:.1f})", "target": "",
-                    "verdict": ""})
+        out.append({"measurement": f"operator RSS after sections 1-2 ({after['exports']} exports, in Jobs)",
+                    "runs": 1, "result": f"{after['rss_mib']:.1f} MiB (peak {after['peak_rss_mib']:.1f})",
+                    **rss_verdict, "verdict": "PASS" if after["peak_rss_mib"] <= TARGET_OPERATOR_RSS_MIB else "MISS"})
     return out
 
 
@@ -612,6 +634,7 @@ def bench(args: argparse.Namespace, report: dict, stack: contextlib.ExitStack, t
     kubectl("apply", "--server-side", "-f", str(ROOT / "crds"))
     kubectl("wait", "--for=condition=Established", "crd/modeldeployments.modelops.io", "--timeout=60s")
     report["environment"] = environment()
+    report["images"] = image_sizes()
     if not report["environment"]["cluster"]["serving_image_present"]:
         raise SystemExit(f"{SERVING_IMAGE} is not loaded into the cluster: `make images` first")
     report["quiet"] = {"start": wait_quiet(args.quiet_wait)}
@@ -666,7 +689,9 @@ def bench(args: argparse.Namespace, report: dict, stack: contextlib.ExitStack, t
                                                              broken, args.runs)
         sections["failed_check"].append(time.time())
         _, rss, hwm = proc_stat(op.proc.pid)
-        report["operator_after_rollouts"] = {"rss_mib": round(rss / 2**20, 1), "peak_rss_mib": round(hwm / 2**20, 1)}
+        exported = sum(r["export"] == "first" for rows in report["apply_to_ready"].values() for r in rows)
+        report["operator_after_rollouts"] = {"rss_mib": round(rss / 2**20, 1), "peak_rss_mib": round(hwm / 2**20, 1),
+                                             "exports": exported + len(report["failed_check"])}
 
     # 3. operator cost at idle, on a fresh operator process
     log(f"operator cost with 0 and {args.idle} idle ModelDeployments")

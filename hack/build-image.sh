@@ -4,15 +4,17 @@
 #                                            (again only when constraints.txt or a pyproject changed)
 #   hack/build-image.sh COMPONENT [IMAGE]    wheels, the local base image, then docker build
 #                                            (IMAGE defaults to modelops/COMPONENT:dev)
-# COMPONENT is inference or operator. BASE_IMAGE overrides the base (default
+# COMPONENT is inference, operator or training. BASE_IMAGE overrides the base (default
 # local/python-base:bookworm, built by hack/base-image.sh).
 source "$(dirname "$0")/lib.sh"
 
 component=${1:-}
 case "$component" in
-  inference) sources=(inference) ;;
-  operator) sources=(training operator) ;;  # the operator exports through modelops-training
-  *) die "usage: hack/build-image.sh inference|operator [wheels|IMAGE]" ;;
+  # every component talks to MLflow through modelops-registry; exports run from the training image
+  inference) sources=(registry inference) ;;
+  operator) sources=(registry operator) ;;
+  training) sources=(registry training) ;;
+  *) die "usage: hack/build-image.sh inference|operator|training [wheels|IMAGE]" ;;
 esac
 WHEELS="$CACHE/wheels/$component"
 

@@ -20,13 +20,14 @@ step "2/8 cluster"
 bash "$ROOT/hack/cluster/up.sh"
 [[ -z "${KUBECONFIG:-}" && -f "$DATA/cluster/kubeconfig" ]] && export KUBECONFIG="$DATA/cluster/kubeconfig"
 
-step "3/8 images: modelops/inference:dev and modelops/operator:dev, loaded into the cluster"
+step "3/8 images: modelops/inference:dev, modelops/operator:dev and modelops/training:dev, loaded into the cluster"
 bash "$ROOT/hack/cluster/images.sh" project
 
 step "4/8 helm upgrade --install $RELEASE charts/modelops (operator, MLflow, dashboards, alerts)"
 kubectl apply --server-side --force-conflicts -f "$ROOT/crds" >/dev/null  # Helm never upgrades CRDs itself
 helm upgrade --install "$RELEASE" "$ROOT/charts/modelops" -n "$NS" --create-namespace \
-  --set operator.image.tag=dev --set operator.servingImage.tag=dev --set operator.aliasPollSeconds=5 \
+  --set operator.image.tag=dev --set operator.servingImage.tag=dev --set exportImage.tag=dev \
+  --set operator.aliasPollSeconds=5 \
   --set mlflow.persistence.enabled=false --wait --timeout 10m
 kubectl get pods -n "$NS"
 

@@ -10,7 +10,7 @@ if [[ "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; then
   [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
   "$VENV/bin/pip" install --progress-bar on -c "$ROOT/constraints.txt" -r "$ROOT/requirements-dev.txt" \
-    -e "$ROOT/training" -e "$ROOT/inference" -e "$ROOT/operator"
+    -e "$ROOT/registry" -e "$ROOT/training" -e "$ROOT/inference" -e "$ROOT/operator"
   echo "$want" >"$stamp"
 fi
 

@@ -14,7 +14,7 @@ cluster-down: ## stop the local Kubernetes and remove every trace of it from the
 cluster-status: ## nodes and pods of the cluster in use
 	@bash hack/cluster/status.sh
 
-images: ## build Dockerfile.inference / Dockerfile.operator on the local base image, load into the cluster
+images: ## build Dockerfile.inference / .operator / .training on the local base image, load into the cluster
 	@bash hack/cluster/images.sh project
 
 cluster-test: ## cluster-up, tests/cluster, cluster-down

@@ -2,9 +2,9 @@
 # Images without a registry, built with the local docker engine and loaded into the cluster.
 #   images.sh cluster   the cluster's own images: pause, kube (the multi-call binary: CoreDNS,
 #                       metrics-server), traefik, and the Debian bookworm + Python 3.11 base image
-#   images.sh project   the project's Dockerfile.inference / Dockerfile.operator, built FROM that base
-#                       by hack/build-image.sh (offline wheel caches) as modelops/inference:dev and
-#                       modelops/operator:dev, then loaded into the cluster
+#   images.sh project   the project's Dockerfile.inference / .operator / .training, built FROM that
+#                       base by hack/build-image.sh (offline wheel caches) as modelops/inference:dev,
+#                       modelops/operator:dev and modelops/training:dev, then loaded into the cluster
 source "$(dirname "$0")/../lib.sh"
 source "$ROOT/hack/cluster/env.sh"
 bash "$ROOT/hack/docker.sh"
@@ -37,7 +37,7 @@ case "${1:-cluster}" in
   project)
     # Dockerfiles take their base image as a build ARG; the local cluster passes the local base.
     built=()
-    for kind in inference operator; do
+    for kind in inference operator training; do
       image="${IMAGE_PREFIX:-modelops}/$kind:${IMAGE_TAG:-dev}"
       BASE_IMAGE=$BASE_IMAGE bash "$ROOT/hack/build-image.sh" "$kind" "$image"
       built+=("$image")

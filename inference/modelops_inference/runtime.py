@@ -22,15 +22,18 @@ import onnxruntime as ort
 from modelops_inference.config import ServerConfig
 from modelops_inference.errors import ModelLoadError, ModelNotReady
 from modelops_inference.protocol import TensorSpec
+from modelops_registry import client as registry
+from modelops_registry.errors import PERMANENT_CODES
+from modelops_registry.redact import redact_text
 
 log = logging.getLogger(__name__)
 
 PLATFORM = "onnxruntime_onnx"
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/", "s3://", "gs://", "wasbs://", "hdfs://",
                   "dbfs:/", "http://", "https://")
-# MLflow error codes that no retry can fix (a wrong name, version or alias; no permission).
-PERMANENT_MLFLOW_ERRORS = {"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED",
-                           "UNAUTHENTICATED"}
+# MLflow error codes that no retry can fix (a wrong name, version or alias; no permission): the
+# registry component's table, shared with the operator and the exporter.
+PERMANENT_MLFLOW_ERRORS = PERMANENT_CODES
 
 # onnxruntime's tensor type names and the v2 datatype names they map to.
 ORT_TO_V2 = {
@@ -169,9 +172,10 @@ class ModelRuntime:
                 raise
             except Exception as e:  # noqa: BLE001 - MLflow raises many types for network trouble
                 if attempt == attempts or getattr(e, "error_code", "") in PERMANENT_MLFLOW_ERRORS:
-                    raise ModelLoadError(f"cannot download {uri}: {e}") from e
+                    raise ModelLoadError(f"cannot download {uri}: {redact_text(str(e))}") from e
                 log.warning("model download failed, retrying",
-                            extra={"event": "model_download_retry", "attempt": attempt, "error": str(e)})
+                            extra={"event": "model_download_retry", "attempt": attempt,
+                                   "error": redact_text(str(e))})
                 time.sleep(min(2**attempt, 10))
         raise AssertionError("unreachable")
 
@@ -219,7 +223,6 @@ class ModelRuntime:
 
 
 def _download(uri: str, target: str) -> str:
-    # Imported lazily: mlflow is only needed for remote URIs and takes a second to import.
-    import mlflow.artifacts
-
-    return mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=target)
+    # The registry client applies the project's one set of MLflow HTTP retry/timeout settings; mlflow
+    # itself is imported on first use (remote URIs only: it takes a second to import).
+    return registry.download_artifacts(uri, target)

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 async def refresh(md: dict, config: OperatorConfig) -> str | None:
     """Annotate `md` with its alias's current version if it moved; the new version, or None."""
     model = ModelRef.model_validate(md["spec"]["model"])
-    if not model.alias:
+    if not model.alias or not config.allows(model.tracking_uri):  # the reconcile says why it is refused
         return None
     version = await resolve_version(model, model.tracking_uri or config.tracking_uri)
     meta = md["metadata"]

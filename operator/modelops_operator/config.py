@@ -1,9 +1,16 @@
-"""Operator-wide settings, read once from the environment at start-up."""
+"""Operator-wide settings, read once from the environment at start-up (the chart sets them)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from .exports import JobSettings
+
+
+def _flag(value: str | None, default: bool) -> bool:
+    return default if value in (None, "") else value.strip().lower() in ("1", "true", "yes", "on")
 
 
 @dataclass(frozen=True)
@@ -14,6 +21,10 @@ class OperatorConfig:
     api_port: int
     webhook_secret: str | None
     mlflow_proxy_uri: str | None
+    export: JobSettings = field(default_factory=lambda: JobSettings(image="modelops/training:latest"))
+    max_concurrent_exports: int = 2
+    export_network_policy: bool = True
+    allowed_tracking_uris: tuple[str, ...] = ()
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -24,7 +35,35 @@ class OperatorConfig:
             alias_poll_seconds=float(env.get("MODELOPS_ALIAS_POLL_SECONDS", "30")),
             api_port=int(env.get("MODELOPS_API_PORT", "8081")),
             webhook_secret=env.get("MODELOPS_WEBHOOK_SECRET") or None,
-            # The tracking URI the inference pods use, when it differs from the operator's own
-            # (e.g. the operator runs outside the cluster in tests).
+            # The tracking URI the inference pods and export Jobs use, when it differs from the
+            # operator's own (e.g. the operator runs outside the cluster in tests).
             mlflow_proxy_uri=env.get("MODELOPS_POD_TRACKING_URI") or None,
+            export=JobSettings(
+                image=env.get("MODELOPS_EXPORT_IMAGE", "modelops/training:latest"),
+                deadline_seconds=int(env.get("MODELOPS_EXPORT_DEADLINE_SECONDS", "900")),
+                ttl_seconds=int(env.get("MODELOPS_EXPORT_TTL_SECONDS", "3600")),
+            ),
+            max_concurrent_exports=max(1, int(env.get("MODELOPS_MAX_CONCURRENT_EXPORTS", "2"))),
+            export_network_policy=_flag(env.get("MODELOPS_EXPORT_NETWORK_POLICY"), True),
+            allowed_tracking_uris=tuple(u.strip() for u in env.get("MODELOPS_ALLOWED_TRACKING_URIS", "").split(",")
+                                        if u.strip()),
         )
+
+    def allows(self, tracking_uri: str | None) -> bool:
+        """Whether the operator may contact `tracking_uri` (None: its own). Compared by scheme, host,
+        port and path, credentials aside, so a spec cannot point the operator (and its MLflow
+        credentials) at a server of its own choosing."""
+        if not tracking_uri:
+            return True
+        allowed = [u for u in (self.tracking_uri, self.mlflow_proxy_uri, *self.allowed_tracking_uris) if u]
+        return _normal(tracking_uri) in {_normal(u) for u in allowed}
+
+
+def _normal(uri: str) -> tuple:
+    parts = urlsplit(uri.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # not a port: matches nothing
+        return ("invalid", uri)
+    return scheme, (parts.hostname or "").lower(), port, parts.path.rstrip("/")

@@ -8,6 +8,8 @@ import os
 
 import kopf
 
+from modelops_registry import redact_uri
+
 from . import alias, api, gate, kube, metrics
 from .config import OperatorConfig
 from .reconcile import reconcile
@@ -34,8 +36,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: loggin
         asyncio.create_task(api.serve(memo.config, namespace, memo.stopped)),
         asyncio.create_task(alias.poll_forever(memo.config, namespace, memo.stopped)),
     ]
-    logger.info("modelops operator started (MLflow %s, serving image %s)",
-                memo.config.tracking_uri, memo.config.serving_image)
+    logger.info("modelops operator started (MLflow %s, serving image %s, export image %s)",
+                redact_uri(memo.config.tracking_uri), memo.config.serving_image, memo.config.export.image)
 
 
 @kopf.on.cleanup()

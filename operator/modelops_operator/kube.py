@@ -7,13 +7,14 @@ The official client is synchronous; every call runs in a worker thread so the ko
 from __future__ import annotations
 
 import asyncio
+import json
 from functools import cache
 from typing import Any
 
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import NotFoundError
+from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, UnprocessibleEntityError
 
 FIELD_MANAGER = "modelops-operator"
 GROUP, VERSION, PLURAL = "modelops.io", "v1alpha1", "modeldeployments"
@@ -49,6 +50,33 @@ async def apply(obj: dict[str, Any]) -> dict[str, Any]:
     return await asyncio.to_thread(call)
 
 
+class Invalid(Exception):
+    """The API server rejected an object (422): its message names the field."""
+
+
+def _invalid_message(exc: UnprocessibleEntityError) -> str:
+    try:
+        return json.loads(exc.body)["message"]
+    except (ValueError, KeyError, TypeError):
+        return str(exc.summary() if hasattr(exc, "summary") else exc)
+
+
+async def create(obj: dict[str, Any]) -> dict[str, Any] | None:
+    """Create `obj`; None when an object of that name exists already (someone else created it first).
+    Raises Invalid with the API server's message when it rejects the object."""
+
+    def call():
+        try:
+            res = _resource(obj["apiVersion"], obj["kind"])
+            return res.create(body=obj, namespace=obj["metadata"].get("namespace")).to_dict()
+        except ConflictError:
+            return None
+        except UnprocessibleEntityError as exc:
+            raise Invalid(_invalid_message(exc)) from exc
+
+    return await asyncio.to_thread(call)
+
+
 async def get(api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
     def call():
         try:
@@ -59,7 +87,8 @@ async def get(api_version: str, kind: str, name: str, namespace: str) -> dict[st
     return await asyncio.to_thread(call)
 
 
-async def list_objects(api_version: str, kind: str, namespace: str, label_selector: str) -> list[dict]:
+async def list_objects(api_version: str, kind: str, namespace: str | None, label_selector: str) -> list[dict]:
+    """Objects matching a label selector (filtered by the API server), in one namespace or (None) all."""
     def call():
         items = _resource(api_version, kind).get(namespace=namespace, label_selector=label_selector)
         return [item.to_dict() for item in items.items]
@@ -76,6 +105,32 @@ async def delete(api_version: str, kind: str, name: str, namespace: str) -> bool
             return False
 
     return await asyncio.to_thread(call)
+
+
+async def pod_log_tail(name: str, namespace: str, lines: int = 20) -> str:
+    """The last lines of a pod's log ('' when it has none yet or is gone)."""
+
+    def call():
+        try:
+            return kubernetes.client.CoreV1Api(_api_client()).read_namespaced_pod_log(
+                name, namespace, tail_lines=lines, limit_bytes=8192)
+        except ApiException:
+            return ""
+
+    return await asyncio.to_thread(call)
+
+
+async def delete_background(api_version: str, kind: str, name: str, namespace: str) -> None:
+    """Delete with its dependents (a Job's pods) collected in the background."""
+
+    def call():
+        try:
+            _resource(api_version, kind).delete(name=name, namespace=namespace,
+                                                body={"propagationPolicy": "Background"})
+        except NotFoundError:
+            pass
+
+    await asyncio.to_thread(call)
 
 
 async def merge_patch(api_version: str, kind: str, name: str, namespace: str, body: dict) -> None:

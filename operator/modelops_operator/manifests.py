@@ -58,6 +58,12 @@ def server_env(name: str, spec: ModelDeploymentSpec, target: ServingTarget) -> l
     return [{"name": k, "value": v} for k, v in env.items()] + list(spec.serving.env)
 
 
+def _credentials(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """MLflow credentials from the namespace's own Secret (spec.model.credentialsSecret), never the operator's."""
+    secret = spec.model.credentials_secret
+    return {"envFrom": [{"secretRef": {"name": secret}}]} if secret else {}
+
+
 def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     return {
         "httpGet": {"path": path, "port": "http"},
@@ -76,6 +82,7 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
         "imagePullPolicy": spec.serving.image_pull_policy,
         "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
         "env": server_env(name, spec, target),
+        **_credentials(spec),
         # Ready only once the model is loaded, verified and answered a warm-up inference.
         "readinessProbe": _probe("/v2/health/ready", period=2, failures=2),
         "livenessProbe": {**_probe("/v2/health/live", period=10, failures=3), "initialDelaySeconds": 10},

@@ -13,19 +13,21 @@ makes a new one.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 import time
+from dataclasses import asdict
 from typing import Any
 
 import kopf
 
-from . import kube, metrics
+from modelops_registry import ExportRecord, ResolvedVersion
+
+from . import exporting, exports, kube, metrics
 from .config import OperatorConfig
 from .gate import admit_pods
 from .manifests import absent_kinds, children, endpoint_url, selector_string
-from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_version
+from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_model
 from .rollout import failing_pods_evidence, wait_available
 from .smoke import cases_from_export, cases_from_spec, run_smoke
 from .spec import ModelDeploymentSpec, ServingSpec
@@ -58,9 +60,20 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
     md = ModelDeploymentSpec.model_validate(dict(spec))
     w = StatusWriter(body, dict(status or {}), logger)
     tracking_uri = md.model.tracking_uri or config.tracking_uri
+    if not config.allows(md.model.tracking_uri):  # refused before any connection is made
+        key = f"g{w.generation}-disallowed"
+        if not _settled(w, key):
+            await w.update(attempt={"key": key})
+            await _give_up(w, "TrackingUriNotAllowed", (
+                f"spec.model.trackingUri {md.model.tracking_uri} is not an MLflow server this operator may contact: "
+                f"use its own ({config.tracking_uri}) or add the URI to the chart value "
+                f"operator.allowedTrackingUris (MODELOPS_ALLOWED_TRACKING_URIS)"))
+        return
+    # where pods reach MLflow: the spec's server, else the operator's (as pods see it)
+    pod_tracking_uri = exports.strip_userinfo(md.model.tracking_uri or config.mlflow_proxy_uri or config.tracking_uri)
 
     try:
-        version = await resolve_version(md.model, tracking_uri)
+        resolved = await resolve_model(md.model, tracking_uri)
     except RegistryUnavailable as exc:
         raise kopf.TemporaryError(f"{exc}; retrying", delay=15) from exc
     except ModelVersionNotFound as exc:
@@ -69,6 +82,7 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
         await w.update(attempt={"key": f"g{w.generation}-missing"})
         await _give_up(w, "VersionNotFound", str(exc))
         return
+    version = resolved.version
 
     key = f"g{w.generation}-v{version}"
     if _settled(w, key):
@@ -80,15 +94,15 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
         if not w.status.get("phase"):
             await w.phase("Pending", "Resolved", f"{md.model.reference} resolved to version {version}")
 
-    record = await _export(w, md, version, tracking_uri)
+    record = await _export(w, md, resolved, tracking_uri, pod_tracking_uri, config)
     if record is None:
         return
     target = ServingTarget(
         model_version=version,
-        model_uri=record["onnx_uri"],
-        sha256=record["sha256"],
+        model_uri=record.onnx_uri,
+        sha256=record.sha256,
         image=md.serving.image or config.serving_image,
-        tracking_uri=config.mlflow_proxy_uri or tracking_uri,
+        tracking_uri=pod_tracking_uri,
         serving=md.serving.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
     if not await _roll_out(w, md, target, record):
@@ -111,29 +125,26 @@ def _settled(w: StatusWriter, key: str) -> bool:
     return (w.status.get("attempt") or {}).get("key") == key and w.status.get("phase") in SETTLED
 
 
-async def _export(w: StatusWriter, md: ModelDeploymentSpec, version: str, tracking_uri) -> dict | None:
-    """Export (or reuse) the ONNX artifact behind the parity gate; None when it failed."""
-    from modelops_training.errors import ExportError  # torch is heavy: import on first use
-
-    await w.phase("Exporting", "Exporting", f"exporting models:/{md.model.name}/{version} to ONNX")
+async def _export(w: StatusWriter, md: ModelDeploymentSpec, resolved: ResolvedVersion, tracking_uri: str | None,
+                  job_tracking_uri: str | None, config: OperatorConfig) -> ExportRecord | None:
+    """Export (or reuse) the ONNX artifact behind the parity gate, in a Job; None when it failed."""
+    version = resolved.version
+    if w.status.get("phase") != "Exporting":  # a queued or retried export comes back here: one Event
+        await w.phase("Exporting", "Exporting", f"exporting models:/{md.model.name}/{version} to ONNX")
     started = time.monotonic()
     try:
-        record = await asyncio.to_thread(_export_sync, md, version, tracking_uri)
-    except ExportError as exc:
+        record = await exporting.export(w, md, resolved, tracking_uri, job_tracking_uri, config)
+    except exporting.ExportRejected as exc:
         metrics.EXPORTS.labels("failure").inc()
-        if exc.retryable:  # MLflow or its artifact store unreachable: nothing is wrong with the version
-            await w.conditions(("Exported", False, "ExportRetrying", str(exc)))
-            raise kopf.TemporaryError(f"export of version {version} failed, retrying: {exc}", delay=15) from exc
-        await w.conditions(("Exported", False, "ExportFailed", str(exc)))
-        await _give_up(w, "ExportFailed", f"version {version} was not shipped: {exc}")
+        await w.conditions(("Exported", False, "ExportFailed", f"{exc.reason}: {exc}"))
+        await _give_up(w, "ExportFailed", f"version {version} was not shipped: {exc.reason}: {exc}")
         return None
-    metrics.EXPORTS.labels("success").inc()
     metrics.EXPORT_SECONDS.observe(time.monotonic() - started)
     await w.mark("exported")
-    parity = _json_safe(record.get("parity") or {})
-    await w.update(export={"uri": record["onnx_uri"], "sha256": record["sha256"], "parity": parity})
+    await w.update(export={"uri": record.onnx_uri, "sha256": record.sha256,
+                           "parity": _json_safe(asdict(record.parity))})
     await w.conditions(("Exported", True, "ParityVerified",
-                        f"version {version} exported to {record['onnx_uri']} (parity within tolerance)"))
+                        f"version {version} exported to {record.onnx_uri} (parity within tolerance)"))
     return record
 
 
@@ -146,19 +157,6 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     return value
-
-
-def _export_sync(md: ModelDeploymentSpec, version: str, tracking_uri: str | None) -> dict[str, Any]:
-    from modelops_training.export import export_model
-
-    record = export_model(
-        f"models:/{md.model.name}/{version}",
-        tracking_uri=tracking_uri,
-        opset=md.export.opset,
-        quantize=md.export.quantize,
-        tolerance=md.export.tolerance,
-    )
-    return record.to_dict()
 
 
 async def apply_children(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget) -> None:
@@ -188,7 +186,7 @@ async def _scale(w: StatusWriter, md: ModelDeploymentSpec, fresh: bool) -> None:
         await w.update(appliedReplicas=want)
 
 
-async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget, record: dict) -> bool:
+async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget, record: ExportRecord) -> bool:
     await w.phase("RollingOut", "RollingOut", f"rolling out version {target.model_version}")
     attempt = w.status["attempt"]
     if "rolloutDeadline" not in attempt:
@@ -215,12 +213,12 @@ async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTar
     return True
 
 
-def smoke_cases(md: ModelDeploymentSpec, record: dict) -> list:
+def smoke_cases(md: ModelDeploymentSpec, record: ExportRecord) -> list:
     """The user's requests when given, else one per row of the model's logged input example."""
     return cases_from_spec(md.smoke) or cases_from_export(record)
 
 
-async def _verify(w: StatusWriter, md: ModelDeploymentSpec, record: dict) -> bool:
+async def _verify(w: StatusWriter, md: ModelDeploymentSpec, record: ExportRecord) -> bool:
     await w.phase("Verifying", "Verifying", "sending smoke checks through the Service")
     svc = await kube.get("v1", "Service", w.name, w.namespace)
     base_url = f"http://{svc['spec']['clusterIP']}:{svc['spec']['ports'][0]['port']}"

@@ -1,47 +1,54 @@
-"""Resolve what a ModelDeployment names in MLflow (a version, or an alias as it stands now)."""
+"""Resolve what a ModelDeployment names in MLflow (a version, or an alias as it stands now).
+
+A thin async face over modelops_registry, the one registry client: the lookup, the HTTP settings
+and the "not found" codes live there. One attempt per call: the operator's own retry loop
+(kopf.TemporaryError, the alias poller) decides when to try again, so a reconcile never sleeps here.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import os
 
-from mlflow import MlflowClient
-from mlflow.exceptions import MlflowException
+from modelops_registry import ModelRef as RegistryRef
+from modelops_registry import ModelVersionNotFound, RegistryUnavailable, ResolvedVersion, RetryPolicy, resolve
+from modelops_registry.redact import redact_text
 
 from .spec import ModelRef
 
-# Bound MLflow's own HTTP retries: its defaults back off for minutes, while the operator has its
-# own retry loop (kopf.TemporaryError) and must report an unreachable registry promptly.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+__all__ = ["ModelVersionNotFound", "RegistryUnavailable", "resolve_model", "resolve_version", "resolve_version_sync"]
+
+ONE_ATTEMPT = RetryPolicy(attempts=1)
 
 
-class ModelVersionNotFound(Exception):
-    """The named version or alias does not exist: a human must fix the spec or the registry."""
+def resolve_model_sync(model: ModelRef, tracking_uri: str | None) -> ResolvedVersion:
+    """The concrete version (run, source, alias) the spec names; blocking.
 
-
-class RegistryUnavailable(Exception):
-    """MLflow did not answer: worth retrying."""
+    ModelVersionNotFound says which versions and aliases exist; every other failure (MLflow down,
+    an error answer) is RegistryUnavailable, retried by the caller, with credentials redacted.
+    """
+    ref = RegistryRef(model.name, model.version, model.alias)
+    try:
+        return resolve(tracking_uri, ref, policy=ONE_ATTEMPT)
+    except ModelVersionNotFound as exc:
+        raise ModelVersionNotFound(f"spec.model: {exc}") from exc
+    except RegistryUnavailable:
+        raise
+    except Exception as exc:  # an MLflow refusal other than "not found", or a transport error
+        where = redact_text(tracking_uri or "the default MLflow tracking URI")
+        raise RegistryUnavailable(
+            f"MLflow at {where} failed to resolve {ref.uri}: {type(exc).__name__}: {redact_text(str(exc))[:300]}"
+        ) from exc
 
 
 def resolve_version_sync(model: ModelRef, tracking_uri: str | None) -> str:
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-    try:
-        if model.alias:
-            return str(client.get_model_version_by_alias(model.name, model.alias).version)
-        return str(client.get_model_version(model.name, model.version).version)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            what = f"alias {model.alias!r}" if model.alias else f"version {model.version}"
-            raise ModelVersionNotFound(
-                f"registered model {model.name!r} has no {what} in MLflow at {tracking_uri}: "
-                f"check spec.model (name, version or alias) or register it first"
-            ) from exc
-        raise RegistryUnavailable(f"MLflow at {tracking_uri} failed: {exc.message}") from exc
-    except Exception as exc:  # connection errors surface as requests/urllib3 exceptions
-        raise RegistryUnavailable(f"MLflow at {tracking_uri} unreachable: {type(exc).__name__}: {exc}") from exc
+    return resolve_model_sync(model, tracking_uri).version
+
+
+async def resolve_model(model: ModelRef, tracking_uri: str | None) -> ResolvedVersion:
+    """``resolve_model_sync`` in a thread: the MLflow client blocks, the event loop must not."""
+    return await asyncio.to_thread(resolve_model_sync, model, tracking_uri)
 
 
 async def resolve_version(model: ModelRef, tracking_uri: str | None) -> str:
-    return await asyncio.to_thread(resolve_version_sync, model, tracking_uri)
+    """The version number the spec names right now (an alias resolved)."""
+    return (await resolve_model(model, tracking_uri)).version

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import numpy as np
+
+from modelops_registry import ExportRecord
 
 from .spec import SmokeSpec
 
@@ -43,33 +45,49 @@ class SmokeResult:
         return self.summary() + "".join(f"\n{f}" for f in self.failures[1:3])
 
 
-def _flat(values: Any) -> list:
-    return np.asarray(values, dtype=np.float64).ravel().tolist()
+# Plain Python rather than numpy: these are a few dozen numbers per check, and the operator image
+# stays free of numpy.
+def _flat(values: Any) -> list[float]:
+    """Nested lists (or a scalar) as one flat list of floats; null becomes NaN."""
+    if isinstance(values, list | tuple):
+        return [v for item in values for v in _flat(item)]
+    return [math.nan if values is None else float(values)]
 
 
-def cases_from_export(record: dict[str, Any]) -> list[SmokeCase]:
+def _shape(values: Any) -> list[int]:
+    """The shape of a nested list, read along its first elements."""
+    if not isinstance(values, list | tuple):
+        return []
+    return [len(values), *(_shape(values[0]) if values else [])]
+
+
+def _float32(values: list[float]) -> list[float]:
+    """Rounded to float32, the precision the model's input tensor has."""
+    return array("f", values).tolist()
+
+
+def cases_from_export(record: ExportRecord) -> list[SmokeCase]:
     """One v2 request per row of the model's logged input example, expecting the ONNX outputs."""
-    example = np.asarray(record["input_example"], dtype=np.float32)
-    first_input = record["inputs"][0]
-    outputs = record["example_outputs"]
+    example = record.input_example
+    first_input = record.inputs[0]
+    outputs = record.example_outputs
     if not isinstance(outputs, dict):  # a bare array means the single output
-        outputs = {record["outputs"][0]["name"]: outputs}
-    expected = {name: np.asarray(vals, dtype=np.float64) for name, vals in outputs.items()}
+        outputs = {record.outputs[0].name: outputs}
     cases = []
-    for row in range(example.shape[0]):
-        sample = example[row : row + 1]
+    for row in range(len(example)):
+        sample = [example[row]]
         cases.append(
             SmokeCase(
                 request={
                     "id": f"smoke-{row}",
                     "inputs": [{
-                        "name": first_input["name"],
-                        "datatype": first_input.get("datatype", "FP32"),
-                        "shape": list(sample.shape),
-                        "data": sample.ravel().tolist(),
+                        "name": first_input.name,
+                        "datatype": first_input.datatype or "FP32",
+                        "shape": _shape(sample),
+                        "data": _float32(_flat(sample)),
                     }],
                 },
-                expected={name: vals[row : row + 1].ravel().tolist() for name, vals in expected.items()},
+                expected={name: _flat(vals[row]) for name, vals in outputs.items()},
             )
         )
     return cases

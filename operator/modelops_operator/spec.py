@@ -21,6 +21,7 @@ class ModelRef(_Camel):
     version: str | None = None
     alias: str | None = None
     tracking_uri: str | None = None
+    credentials_secret: str | None = None
 
     @property
     def reference(self) -> str:
@@ -32,6 +33,8 @@ class ExportSpec(_Camel):
     opset: int = 18
     quantize: Literal["none", "dynamic-int8"] = "none"
     tolerance: float = 1e-4
+    resources: dict[str, Any] = Field(default_factory=lambda: {
+        "requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}})
 
 
 class Batching(_Camel):

@@ -8,6 +8,8 @@ from typing import Any
 
 import kopf
 
+from modelops_registry import redact_text
+
 from . import kube, metrics
 from .conditions import set_condition
 
@@ -35,7 +37,9 @@ class StatusWriter:
         await self.update(attempt={**(self.status.get("attempt") or {}), f"{step}At": round(time.time(), 3)})
 
     async def phase(self, phase: str, reason: str, message: str, *, warning: bool = False, **fields: Any) -> None:
-        """Move to `phase`, recording why in an Event (Warning for failures)."""
+        """Move to `phase`, recording why in an Event (Warning for failures). Credentials in the message
+        (a URI's user:password@, a token from the environment) never reach the Event, log or status."""
+        message = redact_text(message)
         kopf.event(self.body, type="Warning" if warning else "Normal", reason=reason, message=message)
         (self.logger.warning if warning else self.logger.info)(f"{phase}: {message}")
         metrics.set_phase(self.namespace, self.name, phase)
@@ -45,7 +49,7 @@ class StatusWriter:
         """Set several (type, ok, reason, message) conditions in one patch."""
         conditions = self.status.get("conditions")
         for type_, ok, reason, message in changes:
-            conditions = set_condition(conditions, type_, ok, reason, message, self.generation)
+            conditions = set_condition(conditions, type_, ok, reason, redact_text(message), self.generation)
         await self.update(conditions=conditions)
 
 

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts/modelops"
 ALL_ON = CHART / "ci/all-on-values.yaml"
 NAMESPACED = CHART / "ci/namespaced-values.yaml"
-VALUES_FILES = {"default": None, "all-on": ALL_ON, "namespaced": NAMESPACED}
+AUTH = CHART / "ci/auth-values.yaml"
+VALUES_FILES = {"default": None, "all-on": ALL_ON, "namespaced": NAMESPACED, "auth": AUTH}
 MONITORING_APIS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor",
                    "monitoring.coreos.com/v1/PrometheusRule")
 RELEASE, NAMESPACE = "modelops", "modelops-system"

@@ -1,9 +1,12 @@
-"""The chart without a cluster: lint, rendering with default / all-on / namespaced values, the CRDs kept
-identical to crds/, least-privilege RBAC, hardened pods, values validated by values.schema.json,
-dashboards as sidecar ConfigMaps generated from code, and alert rules that promtool accepts."""
+"""The chart without a cluster: lint, rendering with default / all-on / namespaced / auth values, the CRDs
+kept identical to crds/, least-privilege RBAC, hardened pods, export Job settings and MLflow auth wired
+from values with credentials only from Secrets, values validated by values.schema.json, dashboards as
+sidecar ConfigMaps generated from code, and alert rules that promtool accepts."""
 
 from __future__ import annotations
 
+import base64
+import configparser
 import importlib.util
 import json
 import os
@@ -15,6 +18,7 @@ import yaml
 
 from .conftest import (
     ALL_ON,
+    AUTH,
     CHART,
     NAMESPACE,
     NAMESPACED,
@@ -82,9 +86,15 @@ def test_default_install_is_a_working_stack():
     tracking = f"http://{MLFLOW}.{NAMESPACE}.svc:5000"
     assert env["MLFLOW_TRACKING_URI"] == env["MODELOPS_POD_TRACKING_URI"] == tracking
     assert env["MODELOPS_SERVING_IMAGE"] == "modelops/inference:0.1.0"
+    assert env["MODELOPS_EXPORT_IMAGE"] == "modelops/training:0.1.0"
+    assert (env["MODELOPS_MAX_CONCURRENT_EXPORTS"], env["MODELOPS_EXPORT_DEADLINE_SECONDS"],
+            env["MODELOPS_EXPORT_TTL_SECONDS"], env["MODELOPS_EXPORT_NETWORK_POLICY"]) == ("2", "900", "3600", "true")
     assert env["MODELOPS_ALIAS_POLL_SECONDS"] == "30"
     assert (env["MODELOPS_API_PORT"], env["MODELOPS_HEALTH_PORT"]) == ("8081", "8080")
-    unset = {"MODELOPS_WATCH_NAMESPACE", "MODELOPS_PEERING", "MODELOPS_PRIORITY", "MODELOPS_WEBHOOK_SECRET"}
+    # only its own tracking URI allowed; MLflow without auth: no credentials
+    unset = {"MODELOPS_WATCH_NAMESPACE", "MODELOPS_PEERING", "MODELOPS_PRIORITY", "MODELOPS_WEBHOOK_SECRET",
+             "MODELOPS_ALLOWED_TRACKING_URIS", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
+             "MLFLOW_TRACKING_TOKEN"}
     assert not unset & set(env)
     assert "command" not in container and "args" not in container  # the image's entrypoint runs
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -160,26 +170,51 @@ def test_mlflow_disabled_without_a_tracking_uri_is_refused():
     assert res.returncode != 0 and "trackingUri" in res.stderr
 
 
+WRITE = {"get", "list", "watch", "create", "patch", "delete"}
+OPERATOR_GRANTS = {
+    ("modelops.io", "modeldeployments"): {"get", "list", "watch", "patch"},
+    ("modelops.io", "modeldeployments/status"): {"get", "patch"},
+    ("apps", "deployments"): WRITE,
+    ("", "services"): WRITE,
+    ("autoscaling", "horizontalpodautoscalers"): WRITE,
+    ("networking.k8s.io", "ingresses"): WRITE,
+    ("policy", "poddisruptionbudgets"): WRITE,
+    ("batch", "jobs"): WRITE,  # export Jobs
+    ("", "pods"): {"get", "list", "watch"},
+    ("", "pods/log"): {"get"},  # a failed export's log tail
+    ("", "pods/status"): {"patch"},
+    ("", "events"): {"create", "patch"},
+    ("events.k8s.io", "events"): {"create", "patch"},
+    # the export Jobs' egress policy, one per namespace: applied and removed, never watched
+    ("networking.k8s.io", "networkpolicies"): {"get", "list", "create", "patch", "delete"},
+}
+
+
+def granted(role: dict) -> dict[tuple[str, str], set[str]]:
+    return {(g, r): set(rule["verbs"]) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
+
+
 def test_rbac_is_least_privilege():
-    rules = one(render(), "ClusterRole", OPERATOR)["rules"]
-    granted = {(g, r): set(rule["verbs"]) for rule in rules for g in rule["apiGroups"] for r in rule["resources"]}
-    write = {"get", "list", "watch", "create", "patch", "delete"}
-    assert granted == {
-        ("modelops.io", "modeldeployments"): {"get", "list", "watch", "patch"},
-        ("modelops.io", "modeldeployments/status"): {"get", "patch"},
-        ("apps", "deployments"): write,
-        ("", "services"): write,
-        ("autoscaling", "horizontalpodautoscalers"): write,
-        ("networking.k8s.io", "ingresses"): write,
-        ("policy", "poddisruptionbudgets"): write,
-        ("", "pods"): {"get", "list", "watch"},
-        ("", "pods/status"): {"patch"},
-        ("", "events"): {"create", "patch"},
-        ("events.k8s.io", "events"): {"create", "patch"},
-    }  # no namespaces: cluster-wide kopf does not scan them (kopf/_core/reactor/observation.py)
+    # no namespaces: cluster-wide kopf does not scan them (kopf/_core/reactor/observation.py)
+    assert granted(one(render(), "ClusterRole", OPERATOR)) == OPERATOR_GRANTS
     crd = one(render(), "ClusterRole", f"{OPERATOR}-crd-reader")["rules"]
     assert crd == [{"apiGroups": ["apiextensions.k8s.io"], "resources": ["customresourcedefinitions"],
                     "verbs": ["get", "list", "watch"]}]
+
+
+def test_namespaced_rbac_grants_the_same_in_the_watched_namespace():
+    role = one(render(NAMESPACED), "Role", OPERATOR)
+    peering = {("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"}}
+    assert granted(role) == {**OPERATOR_GRANTS, **peering}
+
+
+def test_no_network_policy_rights_when_export_jobs_get_no_policy():
+    sets = {"exports.networkPolicy.enabled": "false"}
+    rules = granted(one(render(sets=sets), "ClusterRole", OPERATOR))
+    assert ("networking.k8s.io", "networkpolicies") not in rules
+    assert rules == {k: v for k, v in OPERATOR_GRANTS.items() if k[1] != "networkpolicies"}
+    env = env_of(pod_spec(one(render(sets=sets), "Deployment", OPERATOR))["containers"][0])
+    assert env["MODELOPS_EXPORT_NETWORK_POLICY"] == "false"
 
 
 @pytest.mark.parametrize("values", VALUES_FILES.values(), ids=VALUES_FILES.keys())
@@ -200,12 +235,29 @@ def test_every_pod_is_hardened_and_has_resources(values):
 
 def test_image_pull_policy_and_tags_are_values():
     docs = render(sets={"operator.image.tag": "dev", "operator.image.pullPolicy": "Never",
-                        "operator.servingImage.tag": "dev"})
-    for w in [one(docs, "Deployment", OPERATOR), one(docs, "Deployment", MLFLOW), *find(docs, "Pod")]:
+                        "operator.servingImage.tag": "dev", "exportImage.tag": "dev"})
+    for w in [one(docs, "Deployment", OPERATOR), *find(docs, "Pod")]:
         [c] = pod_spec(w)["containers"]
-        assert (c["image"], c["imagePullPolicy"]) == ("modelops/operator:dev", "Never")  # MLflow reuses it
+        assert (c["image"], c["imagePullPolicy"]) == ("modelops/operator:dev", "Never")
+    # MLflow runs in the training image (full MLflow), the one export Jobs run in
+    [c] = pod_spec(one(docs, "Deployment", MLFLOW))["containers"]
+    assert (c["image"], c["imagePullPolicy"]) == ("modelops/training:dev", "Never")
     env = env_of(pod_spec(one(docs, "Deployment", OPERATOR))["containers"][0])
     assert env["MODELOPS_SERVING_IMAGE"] == "modelops/inference:dev"
+    assert env["MODELOPS_EXPORT_IMAGE"] == "modelops/training:dev"
+    own = render(sets={"mlflow.image.repository": "example.com/mlflow", "exportImage.tag": "dev"})
+    [c] = pod_spec(one(own, "Deployment", MLFLOW))["containers"]
+    assert c["image"] == "example.com/mlflow:0.1.0"  # its own repository: the appVersion, not the export tag
+
+
+def test_export_job_settings_and_allowed_tracking_uris_are_values():
+    env = env_of(pod_spec(one(render(AUTH), "Deployment", OPERATOR))["containers"][0])
+    assert env["MODELOPS_EXPORT_IMAGE"] == "registry.example.com/modelops/training:dev"
+    assert env["MODELOPS_MAX_CONCURRENT_EXPORTS"] == "4"
+    assert env["MODELOPS_EXPORT_DEADLINE_SECONDS"] == "1800"
+    assert env["MODELOPS_EXPORT_TTL_SECONDS"] == "600"
+    assert env["MODELOPS_EXPORT_NETWORK_POLICY"] == "false"
+    assert env["MODELOPS_ALLOWED_TRACKING_URIS"] == "https://mlflow.example.com,http://mlflow.team-a.svc:5000"
 
 
 def test_mlflow_serves_artifacts_and_accepts_its_service_names():
@@ -244,6 +296,126 @@ def test_mlflow_external_store_credentials_come_from_a_secret():
     assert c["envFrom"] == [{"secretRef": {"name": "mlflow-store"}}]
 
 
+def ini(text: str) -> dict[str, str]:
+    parser = configparser.ConfigParser()
+    parser.read_string(text)
+    return dict(parser["mlflow"])
+
+
+def secret_ref(name: str, key: str) -> dict:
+    return {"secretKeyRef": {"name": name, "key": key}}
+
+
+def test_mlflow_auth_runs_the_basic_auth_app_with_the_admin_from_a_secret():
+    docs = render(AUTH)
+    mlflow = one(docs, "Deployment", MLFLOW)
+    [c] = pod_spec(mlflow)["containers"]
+    assert "--app-name=basic-auth" in c["args"]
+    env = env_of(c)
+    assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == secret_ref("mlflow-admin", "user")
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == secret_ref("mlflow-admin", "pass")
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == secret_ref("mlflow-admin", "flask-key")
+    assert not find(docs, "Secret")  # existingSecret: the chart creates none
+    # MLflow reads the user store and the default permission only from its config file
+    config = one(docs, "ConfigMap", f"{MLFLOW}-auth")
+    settings = ini(config["data"]["basic_auth.ini"])
+    assert settings["default_permission"] == "NO_PERMISSIONS"
+    assert settings["database_uri"] == "sqlite:////mlflow/basic_auth.db"  # the data volume: writable
+    assert settings["authorization_function"] == "mlflow.server.auth:authenticate_request_basic_auth"
+    assert "admin_password" not in settings
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert env["MLFLOW_AUTH_CONFIG_PATH"] == "/etc/mlflow-auth/basic_auth.ini"
+    assert mounts["/etc/mlflow-auth"] == "auth-config"
+    assert mounts["/mlflow"] == "data"
+    volumes = {v["name"]: v for v in pod_spec(mlflow)["volumes"]}
+    assert volumes["auth-config"]["configMap"]["name"] == config["metadata"]["name"]
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}  # mlflow.persistence.enabled=false in AUTH
+    # basic auth exempts /health, so the probes stay plain HTTP
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/health", "port": "http"}
+    assert "checksum/auth-config" in mlflow["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_the_operator_authenticates_with_the_admin_credentials_from_the_secret():
+    env = env_of(pod_spec(one(render(AUTH), "Deployment", OPERATOR))["containers"][0])
+    assert env["MLFLOW_TRACKING_USERNAME"] == secret_ref("mlflow-admin", "user")
+    assert env["MLFLOW_TRACKING_PASSWORD"] == secret_ref("mlflow-admin", "pass")
+    assert "MLFLOW_TRACKING_TOKEN" not in env
+
+
+def test_mlflow_auth_without_a_secret_generates_one_kept_with_the_data():
+    docs = render(sets={"mlflow.auth.enabled": "true"})
+    secret = one(docs, "Secret", f"{MLFLOW}-auth")
+    data = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    assert data["username"] == "admin"
+    assert len(data["password"]) >= 12 and len(data["flask-secret-key"]) >= 32  # MLflow's password policy
+    assert data["password"] != base64.b64decode(
+        one(render(sets={"mlflow.auth.enabled": "true"}), "Secret")["data"]["password"]).decode()  # random
+    # the PVC outlives the release, and its user store holds the admin with this password
+    assert secret["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+    name = secret["metadata"]["name"]
+    mlflow_env = env_of(pod_spec(one(docs, "Deployment", MLFLOW))["containers"][0])
+    operator_env = env_of(pod_spec(one(docs, "Deployment", OPERATOR))["containers"][0])
+    for server, client, key in (("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_TRACKING_USERNAME", "username"),
+                                ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_TRACKING_PASSWORD", "password")):
+        assert mlflow_env[server] == operator_env[client] == secret_ref(name, key)
+    without_pvc = one(render(sets={"mlflow.auth.enabled": "true", "mlflow.persistence.enabled": "false"}), "Secret")
+    assert "annotations" not in without_pvc["metadata"]
+
+
+def test_the_generated_auth_secret_reuses_what_the_cluster_holds():
+    # helm template has no cluster, so lookup finds nothing here; test_cluster.py upgrades for real
+    assert 'lookup "v1" "Secret"' in (CHART / "templates/mlflow.yaml").read_text()
+
+
+def test_the_operator_reads_credentials_for_an_external_mlflow_from_a_secret():
+    env = env_of(pod_spec(one(render(NAMESPACED, sets={"operator.trackingCredentialsSecret": "ext-mlflow"}),
+                              "StatefulSet", OPERATOR))["containers"][0])
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN"):
+        assert env[key] == {"secretKeyRef": {"name": "ext-mlflow", "key": key, "optional": True}}
+    res = helm(*template_args(AUTH, sets={"operator.trackingCredentialsSecret": "ext-mlflow"}), check=False)
+    assert res.returncode != 0 and "trackingCredentialsSecret" in res.stderr
+    res = helm(*template_args(NAMESPACED, sets={"mlflow.auth.enabled": "true"}), check=False)
+    assert res.returncode != 0 and "external MLflow" in res.stderr
+
+
+SENSITIVE = ("PASSWORD", "SECRET", "TOKEN")
+
+
+@pytest.mark.parametrize("values", VALUES_FILES.values(), ids=VALUES_FILES.keys())
+def test_credentials_reach_containers_only_through_secret_refs(values):
+    docs = render(values, sets={"mlflow.auth.enabled": "true"} if values is None else None)
+    for w in [d for d in docs if d["kind"] in ("Deployment", "StatefulSet", "Pod")]:
+        for c in pod_spec(w)["containers"]:
+            for e in c.get("env", []):
+                if any(word in e["name"] for word in SENSITIVE):
+                    assert set(e) == {"name", "valueFrom"} and "secretKeyRef" in e["valueFrom"], (
+                        f"{w['metadata']['name']}: {e['name']} inline")
+    for config in find(docs, "ConfigMap"):
+        assert "password" not in json.dumps(config["data"]).lower(), config["metadata"]["name"]
+
+
+def test_helm_test_checks_that_mlflow_refuses_anonymous_requests_and_accepts_the_operators_credentials():
+    assert not find(render(), "Pod", f"{RELEASE}-test-mlflow-auth")
+    docs = render(AUTH)
+    pod = one(docs, "Pod", f"{RELEASE}-test-mlflow-auth")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    [c] = pod_spec(pod)["containers"]
+    assert c["image"] == "modelops/operator:0.1.0" and c["command"] == ["python3", "-c"]  # has python3
+    script = c["args"][0]
+    compile(script, "test-mlflow-auth", "exec")
+    assert f"http://{MLFLOW}.{NAMESPACE}.svc:5000/api/2.0/mlflow/experiments/search" in script
+    assert '("anonymous request", status(), 401)' in script
+    operator_env = env_of(pod_spec(one(docs, "Deployment", OPERATOR))["containers"][0])
+    env = env_of(c)
+    for key in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        assert env[key] == operator_env[key]  # the operator's own credentials
+    # the registry check authenticates too when auth is on
+    [registry] = pod_spec(one(docs, "Pod", f"{RELEASE}-test-mlflow"))["containers"]
+    assert env_of(registry) == env
+    compile(registry["args"][0], "test-mlflow", "exec")
+
+
 @pytest.mark.parametrize("bad", [
     {"operator.replicas": "0"},
     {"operator.image.pullPolicy": "Sometimes"},
@@ -251,6 +423,13 @@ def test_mlflow_external_store_credentials_come_from_a_secret():
     {"monitoring.alerts.highErrorRate.window": "five minutes"},
     {"mlflow.persistence.size": "lots"},
     {"operator.replicaz": "1"},
+    {"exports.maxConcurrent": "0"},
+    {"exports.activeDeadlineSeconds": "0"},
+    {"exports.ttlSecondsAfterFinished": "-1"},
+    {"operator.allowedTrackingUris[0]": "http://a:5000\\,http://b:5000"},  # one variable, comma-joined
+    {"operator.allowedTrackingUris[0]": "mlflow.example.com"},
+    {"mlflow.auth.defaultPermission": "ALL"},
+    {"exportImage.repository": ""},
 ], ids=lambda b: next(iter(b)))
 def test_schema_rejects_bad_values(bad):
     res = helm(*template_args(sets=bad), check=False)
@@ -312,6 +491,14 @@ def test_notes_tell_the_next_step_and_the_crd_upgrade_caveat():
     assert f"rollout status deployment/{OPERATOR}" in notes
     assert f"helm test {RELEASE}" in notes
     assert "Helm never upgrades the CRDs" in notes
+
+
+def test_notes_with_auth_tell_where_each_side_gets_mlflow_credentials():
+    res = helm("install", RELEASE, str(CHART), "--namespace", NAMESPACE, "--dry-run=client",
+               "--set", "mlflow.auth.enabled=true")
+    notes = res.stdout.split("NOTES:", 1)[1]
+    assert f"get secret {MLFLOW}-auth -o jsonpath='{{.data.password}}'" in notes
+    assert "spec.model.credentialsSecret" in notes and "never copied" in notes
 
 
 def helm3() -> str:

@@ -5,7 +5,9 @@ prometheus-operator Go module's CRD YAML, fetched through the Go module proxy), 
 - each rendering (default, all-on, namespaced) passes `kubectl apply --dry-run=server`: the API server
   validates every object against its schema, the CRDs included;
 - `helm install` with the locally built images (make images) gives a Ready operator and an MLflow that
-  answers, `helm test` passes, `helm upgrade` rolls the operator, `helm uninstall` leaves nothing.
+  answers, `helm test` passes, `helm upgrade` rolls the operator, `helm uninstall` leaves nothing;
+- with MLflow's basic auth on, `helm test` sees anonymous requests refused and the operator's
+  credentials accepted, before and after an upgrade (the generated password survives it).
 
 The install runs in namespaced mode so that it never reconciles ModelDeployments of other tests
 running on the same cluster; the cluster-wide RBAC is proven by the dry-run of the default rendering.
@@ -38,7 +40,11 @@ PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
 PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
 MONITORING_CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
 IMAGE_TAG = os.environ.get("IMAGE_TAG", "dev")
-IMAGES = (f"modelops/operator:{IMAGE_TAG}", f"modelops/inference:{IMAGE_TAG}")
+IMAGES = (f"modelops/operator:{IMAGE_TAG}", f"modelops/inference:{IMAGE_TAG}", f"modelops/training:{IMAGE_TAG}")
+# the local images, namespaced mode (never reconciling other tests' ModelDeployments), no StorageClass
+LOCAL_SETS = ["--set", f"operator.image.tag={IMAGE_TAG}", "--set", "operator.image.pullPolicy=Never",
+              "--set", f"operator.servingImage.tag={IMAGE_TAG}", "--set", f"exportImage.tag={IMAGE_TAG}",
+              "--set", "rbac.namespaced=true", "--set", "mlflow.persistence.enabled=false"]
 
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 120):
@@ -126,7 +132,7 @@ def images_in_docker() -> None:
     missing = [image for image in IMAGES
                if not docker or subprocess.run([docker, "image", "inspect", image], capture_output=True).returncode]
     if missing:
-        msg = f"images {missing} not built: run `make images` (Dockerfile.operator / Dockerfile.inference)"
+        msg = f"images {missing} not built: run `make images` (Dockerfile.operator, .inference, .training)"
         if os.environ.get("MODELOPS_CLUSTER_TESTS") == "required":
             pytest.fail(msg)
         pytest.skip(msg)
@@ -203,10 +209,7 @@ def serve_a_model_through_the_stack(namespace: str, release: str) -> None:
 def test_install_test_upgrade_uninstall(crds, namespace):
     images_in_docker()
     release = "mo"
-    sets = ["--set", f"operator.image.tag={IMAGE_TAG}", "--set", "operator.image.pullPolicy=Never",
-            "--set", f"operator.servingImage.tag={IMAGE_TAG}", "--set", "rbac.namespaced=true",
-            # the local cluster has no StorageClass
-            "--set", "mlflow.persistence.enabled=false"]
+    sets = LOCAL_SETS
     try:
         khelm("install", release, str(CHART), "-n", namespace, *sets, "--wait", "--timeout", "8m")
         [operator] = pods(namespace, "operator")
@@ -243,3 +246,29 @@ def test_install_test_upgrade_uninstall(crds, namespace):
     cluster_left = kubectl("get", "clusterroles,clusterrolebindings", "-l", f"app.kubernetes.io/instance={release}",
                            "-o", "name").stdout.split()
     assert not [n for n in cluster_left if f"{release}-modelops" in n]
+
+
+def helm_test_sees_mlflow_auth(release: str, namespace: str) -> None:
+    out = khelm("test", release, "-n", namespace, "--logs", "--timeout", "8m", timeout=540).stdout
+    for line in ("auth: anonymous request: 401 (expected 401)", "auth: operator's credentials: 200 (expected 200)",
+                 "registry answers"):
+        assert line in out, out
+
+
+def test_mlflow_auth_refuses_anonymous_requests_and_keeps_its_password_across_an_upgrade(crds, namespace):
+    images_in_docker()
+    release = "ma"
+    sets = [*LOCAL_SETS, "--set", "mlflow.auth.enabled=true"]
+    secret = f"{release}-modelops-mlflow-auth"
+    try:
+        khelm("install", release, str(CHART), "-n", namespace, *sets, "--wait", "--timeout", "8m")
+        generated = kget("-n", namespace, "secret", secret)["data"]
+        helm_test_sees_mlflow_auth(release, namespace)
+        khelm("upgrade", release, str(CHART), "-n", namespace, *sets, "--set", "operator.aliasPollSeconds=15",
+              "--wait", "--timeout", "5m")
+        # lookup kept the password MLflow created its admin with (its user store keeps the first one)
+        assert kget("-n", namespace, "secret", secret)["data"] == generated
+        helm_test_sees_mlflow_auth(release, namespace)
+    finally:
+        res = khelm("uninstall", release, "-n", namespace, "--wait", "--timeout", "3m", check=False)
+    assert res.returncode == 0, res.stderr

@@ -22,6 +22,7 @@ from ..support import free_port, mlflow_server, stop_process_group, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 KUBECONFIG = os.environ.get("KUBECONFIG") or str(ROOT / ".data/cluster/kubeconfig")
 SERVING_IMAGE = os.environ.get("MODELOPS_TEST_SERVING_IMAGE", "modelops/inference:dev")
+EXPORT_IMAGE = os.environ.get("MODELOPS_TEST_EXPORT_IMAGE", "modelops/training:dev")
 INGRESS_PORT = int(os.environ.get("MODELOPS_INGRESS_PORT", "30080"))
 MODEL = "e2e-cancer"
 
@@ -95,7 +96,7 @@ def versions(registry) -> dict[str, str]:
 class Operator:
     """The operator as a real process; restartable, so a test can kill it mid-rollout."""
 
-    def __init__(self, registry: dict, log_dir: Path):
+    def __init__(self, registry: dict, log_dir: Path, **env: str):
         self.api_port, self.health_port = free_port(), free_port()
         self.secret = uuid.uuid4().hex
         self.env = {
@@ -104,10 +105,12 @@ class Operator:
             "MLFLOW_TRACKING_URI": registry["local"],
             "MODELOPS_POD_TRACKING_URI": registry["pods"],
             "MODELOPS_SERVING_IMAGE": SERVING_IMAGE,
+            "MODELOPS_EXPORT_IMAGE": EXPORT_IMAGE,
             "MODELOPS_ALIAS_POLL_SECONDS": "5",
             "MODELOPS_WEBHOOK_SECRET": self.secret,
             "MODELOPS_API_PORT": str(self.api_port),
             "MODELOPS_HEALTH_PORT": str(self.health_port),
+            **env,
         }
         self.log_path = log_dir / "operator.log"
         self.proc: subprocess.Popen | None = None

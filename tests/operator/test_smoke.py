@@ -1,14 +1,23 @@
+import dataclasses
 import math
 
 from modelops_operator.smoke import SmokeCase, SmokeResult, cases_from_export, cases_from_spec, check_response
 from modelops_operator.spec import SmokeSpec
+from modelops_registry import ExportRecord
 
-RECORD = {
+# the fields smoke checks read; the rest of the record as export.json would carry it
+RECORD = ExportRecord.from_dict({
+    "source_uri": "models:/m/1", "name": "m", "version": "1", "model_uri": "models:/m/1", "run_id": "r",
+    "flavor": "pytorch", "artifact_path": "onnx/x", "onnx_uri": "runs:/r/onnx/x/model.onnx",
+    "export_json_uri": "runs:/r/onnx/x/export.json", "sha256": "0" * 64, "size_bytes": 1, "opset": 18,
+    "quantize": "none", "versions": {}, "settings_hash": "h", "created_at": "2026-01-01T00:00:00+00:00",
+    "export_seconds": 1.0,
+    "parity": {"max_abs_error": 0.0, "max_rel_error": 0.0, "tolerance": 1e-4, "samples": 2, "passed": True},
     "inputs": [{"name": "input", "datatype": "FP32", "shape": [-1, 3]}],
     "outputs": [{"name": "probabilities", "datatype": "FP32", "shape": [-1, 2]}],
     "input_example": [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]],
     "example_outputs": {"probabilities": [[0.25, 0.75], [0.9, 0.1]]},
-}
+})
 
 
 def answer(*values):
@@ -24,7 +33,7 @@ def test_one_v2_request_per_example_row_expecting_the_onnx_outputs():
 
 
 def test_bare_example_outputs_mean_the_single_output():
-    record = {**RECORD, "example_outputs": [[0.25, 0.75], [0.9, 0.1]]}
+    record = dataclasses.replace(RECORD, example_outputs=[[0.25, 0.75], [0.9, 0.1]])
     assert cases_from_export(record)[0].expected == {"probabilities": [0.25, 0.75]}
 
 

@@ -120,6 +120,32 @@ def test_a_complete_export_is_reused_not_redone(bc_export, store, tmp_path):
     assert not other.reused and other.artifact_path != first.artifact_path
 
 
+def test_an_already_resolved_version_is_not_resolved_again(bc_export, store, monkeypatch):
+    from modelops_registry import resolve
+    from modelops_training import export as export_module
+
+    first, _ = bc_export
+    resolved = resolve(store.uri, f"models:/{BC}@champion")
+
+    def resolve_again(*args, **kwargs):
+        raise AssertionError("export_model resolved a version it was given")
+
+    monkeypatch.setattr(export_module.registry, "resolve", resolve_again)
+    again = export_model(resolved, tracking_uri=store.uri)
+    assert again.reused and again.sha256 == first.sha256 and again.alias == "champion"
+
+
+def test_what_export_writes_is_what_the_operator_finds(bc_export, store):
+    from modelops_registry import find_export, read_export, resolve
+
+    first, _ = bc_export
+    assert read_export(store.uri, first.run_id, first.artifact_path).sha256 == first.sha256
+    # other tests add exports with other samples: the newest complete one with these settings wins
+    found = find_export(store.uri, resolve(store.uri, f"models:/{BC}/1"), opset=18, quantize="none", tolerance=1e-4)
+    assert found is not None and found.reused and (found.name, found.version) == (BC, "1")
+    assert found.artifact_path.startswith("onnx/opset18-none-") and found.parity.passed
+
+
 def test_a_half_written_or_tampered_export_is_redone(bc_v1, store, tmp_path):
     record = export_model(f"models:/{BC}/1", tracking_uri=store.uri, samples=4)
     folder = (

@@ -1,11 +1,13 @@
 """Export a registered MLflow model version to ONNX behind a parity gate.
 
-``export_model`` is the library entry point the operator calls; ``modelops-export`` wraps it.
-It resolves the URI to a concrete version, reuses an existing complete export with the same
-settings, else converts, gates on parity (plain ONNX, ORT-optimized, and int8 if asked),
-writes ``model.onnx`` then ``export.json`` and uploads them in that order to the version's run
-under ``onnx/opset<N>-<quantize>-<hash>/``. ``export.json`` is the completion marker: it is
-written last and carries the ONNX file's sha256, so a half-finished export never looks valid.
+``export_model`` is the library entry point; ``modelops-export`` (what the operator's export Job
+runs) wraps it. It resolves the URI to a concrete version once, or takes an already resolved one
+(the operator passes ``models:/NAME/VERSION``, so an alias is never resolved twice), reuses an
+existing complete export with the same settings, else converts, gates on parity (plain ONNX,
+ORT-optimized, and int8 if asked), writes ``model.onnx`` then ``export.json`` and uploads them in
+that order to the version's run under ``onnx/opset<N>-<quantize>-<hash>/``. ``export.json`` is the
+completion marker: it is written last and carries the ONNX file's sha256, so a half-finished export
+never looks valid. The record types are modelops_registry's, where the operator reads them.
 """
 
 from __future__ import annotations
@@ -15,20 +17,29 @@ import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from modelops_registry import client as registry
+from modelops_registry.record import (
+    EXPORT_EXPERIMENT,
+    EXPORT_RUN_TAG,
+    SCHEMA_VERSION,
+    ExportRecord,
+    ParityReport,
+    artifact_dir,
+    export_run_id,
+    read_export,
+)
+
 from . import parity as gate
 from .convert import convert, pick_flavor
-from .errors import ExportFailedError, ModelopsError, ParityError
+from .errors import ExportFailedError, ModelopsError, ParityError, registry_errors
 from .mlflow_client import call_with_retries, check_reachable, client, first_line, resolve_tracking_uri
-from .parity import ParityResult
-from .resolve import ResolvedVersion, resolve_version
-from .runtime import TensorInfo, describe, runner, session
+from .runtime import describe, runner, session
 
 Quantize = Literal["none", "dynamic-int8"]
 QUANTIZE_MODES = ("none", "dynamic-int8")
@@ -36,98 +47,8 @@ DEFAULT_OPSET = 18
 DEFAULT_TOLERANCE = 1e-4
 DEFAULT_INT8_TOLERANCE = 0.1
 DEFAULT_SAMPLES = 64
-SCHEMA_VERSION = 1
-
-
-@dataclass
-class ParityReport:
-    """The fp32 gate (worst of plain and ORT-optimized sessions) plus the int8 gate when asked.
-
-    Top-level numbers are the fp32 model's; ``stages`` breaks them down; ``int8`` has its own,
-    looser tolerance and decides for the quantized model that is actually shipped.
-    """
-
-    max_abs_error: float
-    max_rel_error: float
-    tolerance: float
-    samples: int
-    passed: bool
-    top1_agreement: float | None = None
-    stages: dict[str, ParityResult] = field(default_factory=dict)
-    int8: ParityResult | None = None
-
-    @classmethod
-    def from_stages(cls, stages: dict[str, ParityResult]) -> ParityReport:
-        worst = max(stages.values(), key=lambda r: r.max_abs_error)
-        agreements = [r.top1_agreement for r in stages.values() if r.top1_agreement is not None]
-        return cls(
-            worst.max_abs_error,
-            max(r.max_rel_error for r in stages.values()),
-            worst.tolerance,
-            worst.samples,
-            all(r.passed for r in stages.values()),
-            min(agreements) if agreements else None,
-            dict(stages),
-        )
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ParityReport:
-        return cls(
-            d["max_abs_error"],
-            d["max_rel_error"],
-            d["tolerance"],
-            d["samples"],
-            d["passed"],
-            d.get("top1_agreement"),
-            {k: ParityResult(**v) for k, v in d.get("stages", {}).items()},
-            ParityResult(**d["int8"]) if d.get("int8") else None,
-        )
-
-
-@dataclass
-class ExportRecord:
-    """What an export produced, as written to ``export.json`` (plus ``reused``/``source_uri``)."""
-
-    source_uri: str  # what the caller asked for (may be an alias)
-    name: str
-    version: str
-    model_uri: str  # models:/NAME/VERSION, the concrete version
-    run_id: str
-    flavor: str
-    artifact_path: str  # onnx/opset18-none-<hash>
-    onnx_uri: str  # runs:/<run_id>/<artifact_path>/model.onnx
-    export_json_uri: str
-    sha256: str
-    size_bytes: int
-    opset: int
-    quantize: str
-    inputs: list[TensorInfo]
-    outputs: list[TensorInfo]
-    parity: ParityReport
-    input_example: list
-    example_outputs: dict[str, list]
-    versions: dict[str, str]
-    settings_hash: str
-    created_at: str
-    export_seconds: float
-    alias: str | None = None
-    reused: bool = False
-    schema_version: int = SCHEMA_VERSION
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, allow_nan=True)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> ExportRecord:
-        d = dict(d)
-        d["inputs"] = [TensorInfo(**t) for t in d["inputs"]]
-        d["outputs"] = [TensorInfo(**t) for t in d["outputs"]]
-        d["parity"] = ParityReport.from_dict(d["parity"])
-        known = cls.__dataclass_fields__
-        return cls(**{k: v for k, v in d.items() if k in known})
+# The record types live in modelops_registry, where the operator reads them without torch.
+__all__ = ["SCHEMA_VERSION", "ExportRecord", "ParityReport", "export_model", "library_versions", "settings_hash"]
 
 
 def library_versions() -> dict[str, str]:
@@ -142,7 +63,7 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def settings_hash(mv: ResolvedVersion, **settings) -> str:
+def settings_hash(mv: registry.ResolvedVersion, **settings) -> str:
     """Same source version + same settings + same converter versions -> same hash -> reuse."""
     versions = library_versions()
     key = {
@@ -156,7 +77,7 @@ def settings_hash(mv: ResolvedVersion, **settings) -> str:
 
 
 def export_model(
-    model_uri: str,
+    model: str | registry.ResolvedVersion,
     *,
     tracking_uri: str | None = None,
     opset: int = DEFAULT_OPSET,
@@ -168,7 +89,7 @@ def export_model(
     force: bool = False,
     progress: bool = False,
 ) -> ExportRecord:
-    """Export ``models:/NAME/VERSION`` or ``models:/NAME@ALIAS`` to ONNX; returns the record.
+    """Export ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or a ResolvedVersion to ONNX; returns the record.
 
     Raises a subclass of ``modelops_training.errors.ExportError`` on any failure. ``out_dir``
     keeps local copies of ``model.onnx``/``export.json``; ``force`` re-exports even when a
@@ -185,8 +106,10 @@ def export_model(
         force=force,
         progress=progress,
     )
+    model_uri = model if isinstance(model, str) else model.uri
     try:
-        return _export(model_uri, **settings)
+        with registry_errors():
+            return _export(model, **settings)
     except ModelopsError:
         raise
     except Exception as exc:  # the operator must only ever see our hierarchy, with advice
@@ -197,7 +120,7 @@ def export_model(
 
 
 def _export(
-    model_uri: str,
+    model: str | registry.ResolvedVersion,
     *,
     tracking_uri: str | None,
     opset: int,
@@ -215,24 +138,25 @@ def _export(
     tracking_uri = resolve_tracking_uri(tracking_uri)
     steps("connect")
     check_reachable(tracking_uri)
-    steps("resolve")
-    mv = resolve_version(model_uri, tracking_uri)
+    if isinstance(model, str):
+        steps("resolve")
+        mv, model_uri = registry.resolve(tracking_uri, model), model
+    else:
+        mv = model
+        model_uri = f"models:/{mv.name}@{mv.alias}" if mv.alias else mv.uri
     run_id = _export_run(mv, tracking_uri)
     digest = settings_hash(
         mv, opset=opset, quantize=quantize, tolerance=tolerance, int8_tolerance=int8_tolerance, samples=samples
     )
-    artifact_path = f"onnx/opset{opset}-{quantize}-{digest}"
+    artifact_path = artifact_dir(opset, quantize, digest)
 
     with tempfile.TemporaryDirectory(prefix="modelops-export-") as tmp:
         work = Path(out_dir) if out_dir else Path(tmp) / "out"
         work.mkdir(parents=True, exist_ok=True)
         if not force:
             steps("look for an existing export")
-            existing = _existing_export(run_id, artifact_path, tracking_uri, Path(tmp) / "existing")
-            if existing:
-                record, onnx_file = existing
-                if out_dir:
-                    _publish_local(work, onnx_file.read_bytes(), record)
+            record = _existing_export(run_id, artifact_path, tracking_uri, work if out_dir else None)
+            if record:
                 record.source_uri, record.alias, record.reused = model_uri, mv.alias, True
                 steps.done()
                 return record
@@ -261,7 +185,7 @@ def _export(
 
 
 def _convert_and_gate(
-    mv: ResolvedVersion,
+    mv: registry.ResolvedVersion,
     local: Path,
     steps,
     *,
@@ -347,7 +271,7 @@ def _convert_and_gate(
     return record, served
 
 
-def _input_example(mlmodel, local: Path, mv: ResolvedVersion) -> np.ndarray:
+def _input_example(mlmodel, local: Path, mv: registry.ResolvedVersion) -> np.ndarray:
     """The logged input example as float32, the parity gate's seed."""
     try:
         example = mlmodel.load_input_example(str(local))
@@ -383,69 +307,59 @@ def _quantize_dynamic(onnx_bytes: bytes) -> bytes:
         return dst.read_bytes()
 
 
-def _export_run(mv: ResolvedVersion, tracking_uri: str) -> str:
+def _export_run(mv: registry.ResolvedVersion, tracking_uri: str) -> str:
     """The run that receives the export: the version's own run, else one dedicated export run."""
-    if mv.run_id:
-        return mv.run_id
+    with registry_errors():
+        if run_id := export_run_id(tracking_uri, mv):
+            return run_id
     from .mlflow_client import ensure_experiment
 
     mc = client(tracking_uri)
-    exp_id = ensure_experiment("modelops-exports", tracking_uri)
-    tag = f"{mv.name}/{mv.version}"
-
-    def get_or_create() -> str:
-        runs = mc.search_runs([exp_id], filter_string=f"tags.`modelops.export_of` = '{tag}'", max_results=1)
-        if runs:
-            return runs[0].info.run_id
-        run = mc.create_run(exp_id, tags={"modelops.export_of": tag}, run_name=f"export-{mv.name}-v{mv.version}")
-        mc.set_terminated(run.info.run_id)
-        return run.info.run_id
-
-    return call_with_retries(get_or_create, what=f"find the export run of {mv.uri}", tracking_uri=tracking_uri)
+    exp_id = ensure_experiment(EXPORT_EXPERIMENT, tracking_uri)
+    run = call_with_retries(
+        lambda: mc.create_run(exp_id, tags={EXPORT_RUN_TAG: f"{mv.name}/{mv.version}"},
+                              run_name=f"export-{mv.name}-v{mv.version}"),
+        what=f"create the export run of {mv.uri}",
+        tracking_uri=tracking_uri,
+    )
+    mc.set_terminated(run.info.run_id)
+    return run.info.run_id
 
 
-def _download_model(mv: ResolvedVersion, tracking_uri: str, dst: Path) -> Path:
+def _download_model(mv: registry.ResolvedVersion, tracking_uri: str, dst: Path) -> Path:
     """Download through the version's storage URI: ``models:/`` downloads would use the global registry URI."""
-    import mlflow.artifacts
-
     mc = client(tracking_uri)
     dst.mkdir(parents=True, exist_ok=True)
 
     def download() -> str:
         location = mc.get_model_version_download_uri(mv.name, mv.version)
-        return mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=str(dst), tracking_uri=tracking_uri)
+        return registry.download_artifacts(location, str(dst), tracking_uri=tracking_uri)
 
     return Path(call_with_retries(download, what=f"download {mv.uri}", tracking_uri=tracking_uri))
 
 
-def _existing_export(run_id: str, artifact_path: str, tracking_uri: str, dst: Path) -> tuple[ExportRecord, Path] | None:
-    """A complete earlier export: export.json present and its sha256 matching model.onnx."""
+def _existing_export(run_id: str, artifact_path: str, tracking_uri: str, work: Path | None) -> ExportRecord | None:
+    """A complete earlier export (modelops_registry.read_export: record readable, model.onnx of its
+    size). With a local ``work`` folder its files are copied there, and a model.onnx whose sha256
+    is not the record's means the export is redone."""
+    with registry_errors():
+        record = read_export(tracking_uri, run_id, artifact_path)
+    if record is None or work is None:
+        return record
     mc = client(tracking_uri)
-    listed = call_with_retries(
-        lambda: {Path(f.path).name for f in mc.list_artifacts(run_id, artifact_path)},
-        what="list existing exports",
-        tracking_uri=tracking_uri,
-    )
-    if not {"export.json", "model.onnx"} <= listed:
-        return None
-    dst.mkdir(parents=True, exist_ok=True)
-    try:
-        files = {
-            name: Path(
-                call_with_retries(
-                    lambda name=name: mc.download_artifacts(run_id, f"{artifact_path}/{name}", str(dst)),
-                    what=f"download the existing {name}",
-                    tracking_uri=tracking_uri,
-                )
+    with tempfile.TemporaryDirectory(prefix="modelops-existing-") as tmp:
+        onnx_file = Path(
+            call_with_retries(
+                lambda: mc.download_artifacts(run_id, f"{artifact_path}/model.onnx", tmp),
+                what="download the existing model.onnx",
+                tracking_uri=tracking_uri,
             )
-            for name in ("export.json", "model.onnx")
-        }
-        record = ExportRecord.from_dict(json.loads(files["export.json"].read_text()))
-    except (ValueError, KeyError, TypeError, OSError):
-        return None  # unreadable or from an incompatible schema: redo it
-    if hashlib.sha256(files["model.onnx"].read_bytes()).hexdigest() != record.sha256:
+        )
+        onnx_bytes = onnx_file.read_bytes()
+    if hashlib.sha256(onnx_bytes).hexdigest() != record.sha256:
         return None
-    return record, files["model.onnx"]
+    _publish_local(work, onnx_bytes, record)
+    return record
 
 
 def _atomic_write(path: Path, data: bytes) -> None:

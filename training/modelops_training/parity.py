@@ -8,37 +8,13 @@ covers more than the handful of example rows without needing the training data.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from modelops_registry.record import ParityResult
+
+__all__ = ["ParityResult", "check", "compare", "parity_inputs", "sample_like"]
 Runner = Callable[[np.ndarray], list[np.ndarray]]
-
-
-@dataclass
-class ParityResult:
-    """Worst-case disagreement over every output element of every checked input.
-
-    ``passed`` means max_abs_error <= tolerance. NaN in both outputs at the same place counts as
-    equal (the two runtimes agree); NaN or inf on one side only is an infinite error.
-    """
-
-    max_abs_error: float
-    max_rel_error: float
-    tolerance: float
-    samples: int
-    passed: bool
-    top1_agreement: float | None = None  # share of rows whose argmax matches (classifiers)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    def describe(self) -> str:
-        agree = f", top-1 agreement {self.top1_agreement:.1%}" if self.top1_agreement is not None else ""
-        return (
-            f"max abs error {self.max_abs_error:.3g}, max rel error {self.max_rel_error:.3g}, "
-            f"tolerance {self.tolerance:g}, {self.samples} inputs{agree}"
-        )
 
 
 def sample_like(example: np.ndarray, n: int, seed: int = 0) -> np.ndarray:

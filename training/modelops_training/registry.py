@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+from modelops_registry.errors import is_not_found
+
 from .errors import TrainingError
 from .mlflow_client import call_with_retries, client
 
@@ -69,7 +71,7 @@ def alias_version(name: str, alias: str, *, tracking_uri: str) -> str | None:
         try:
             return str(mc.get_model_version_by_alias(name, alias).version)
         except MlflowException as exc:
-            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            if is_not_found(exc, lookup=True):
                 return None
             raise
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from modelops_registry.record import TensorInfo
+
+__all__ = ["OIP_DATATYPES", "TensorInfo", "describe", "runner", "session"]
 
 # onnxruntime element types -> Open Inference Protocol v2 datatypes.
 OIP_DATATYPES = {
@@ -17,18 +19,6 @@ OIP_DATATYPES = {
     "tensor(bool)": "BOOL",
     "tensor(string)": "BYTES",
 }
-
-
-@dataclass
-class TensorInfo:
-    """One input or output as the inference protocol describes it; -1 marks dynamic axes."""
-
-    name: str
-    datatype: str
-    shape: list[int]
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def session(model: bytes | str, *, optimize: bool = True, threads: int = 1):

@@ -70,12 +70,16 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s:%s" .Values.operator.servingImage.repository (default .Chart.AppVersion .Values.operator.servingImage.tag) }}
 {{- end }}
 
-{{/* MLflow reuses the operator image (mlflow is installed there) unless an image is configured. */}}
+{{- define "modelops.exportImage" -}}
+{{- printf "%s:%s" .Values.exportImage.repository (default .Chart.AppVersion .Values.exportImage.tag) }}
+{{- end }}
+
+{{/* MLflow runs in the export (training) image, which has full MLflow, unless an image is configured. */}}
 {{- define "modelops.mlflow.image" -}}
 {{- if .Values.mlflow.image.repository }}
 {{- printf "%s:%s" .Values.mlflow.image.repository (default .Chart.AppVersion .Values.mlflow.image.tag) }}
 {{- else }}
-{{- include "modelops.operator.image" . }}
+{{- include "modelops.exportImage" . }}
 {{- end }}
 {{- end }}
 
@@ -117,6 +121,26 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (include "modelops.componentName" (dict "ctx" . "component" "webhook")) .Values.operator.webhook.existingSecret }}
 {{- end }}
 
+{{/* MLflow basic auth: the Secret with the admin's credentials and the Flask key (given or the chart's). */}}
+{{- define "modelops.mlflow.authSecretName" -}}
+{{- default (include "modelops.componentName" (dict "ctx" . "component" "mlflow-auth")) .Values.mlflow.auth.existingSecret }}
+{{- end }}
+
+{{/* Env entries MLFLOW_TRACKING_USERNAME/PASSWORD from the auth Secret, for the operator and test pods. */}}
+{{- define "modelops.mlflow.authClientEnv" -}}
+{{- $secret := include "modelops.mlflow.authSecretName" . }}
+- name: MLFLOW_TRACKING_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .Values.mlflow.auth.secretKeys.username }}
+- name: MLFLOW_TRACKING_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ $secret }}
+      key: {{ .Values.mlflow.auth.secretKeys.password }}
+{{- end }}
+
 {{/* The job label Prometheus gives the operator's targets (a ServiceMonitor's job is its Service's name). */}}
 {{- define "modelops.operator.job" -}}
 {{- include "modelops.componentName" (dict "ctx" . "component" "operator") }}
@@ -149,6 +173,12 @@ imagePullSecrets:
 {{- end }}
 {{- if and .Values.operator.webhook.enabled (not .Values.operator.webhook.existingSecret) (not .Values.operator.webhook.secret) }}
 {{- fail "operator.webhook.enabled needs operator.webhook.existingSecret or operator.webhook.secret" }}
+{{- end }}
+{{- if and .Values.mlflow.auth.enabled (not .Values.mlflow.enabled) }}
+{{- fail "mlflow.auth.enabled configures the chart's MLflow (mlflow.enabled=false): for an external MLflow give the operator operator.trackingCredentialsSecret" }}
+{{- end }}
+{{- if and .Values.mlflow.auth.enabled .Values.operator.trackingCredentialsSecret }}
+{{- fail "operator.trackingCredentialsSecret is for an external MLflow: with mlflow.auth.enabled the operator uses the chart's auth Secret" }}
 {{- end }}
 {{- if and (not .Values.mlflow.enabled) (not .Values.operator.trackingUri) }}
 {{- fail "mlflow.enabled=false needs operator.trackingUri (the operator reads models from MLflow)" }}
