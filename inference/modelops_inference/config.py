@@ -31,6 +31,9 @@ class ServerConfig:
     max_batch_delay_ms: float = 2.0
     inline_below_ms: float = 0.1
     max_body_bytes: int = 8 * 1024 * 1024
+    # Two full batches' worth: enough to keep the model busy, little enough that an admitted request
+    # waits a few milliseconds, not seconds, when far more clients than that are sending.
+    max_queue_depth: int = 128
     drain_seconds: float = 0.0
     graceful_timeout_seconds: float = 30.0
     load_attempts: int = 3
@@ -50,6 +53,8 @@ class ServerConfig:
             raise ValueError(f"--max-batch-delay-ms must not be negative, got {self.max_batch_delay_ms}")
         if self.max_body_bytes < 1:
             raise ValueError(f"--max-body-bytes must be positive, got {self.max_body_bytes}")
+        if self.max_queue_depth < 0:
+            raise ValueError(f"--max-queue-depth must be 0 (no limit) or more, got {self.max_queue_depth}")
 
 
 def default_model_name(uri: str) -> str:
@@ -115,6 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--inline-below-ms", "model runs expected to take less than this run on the event loop instead of "
         "a model thread (cheaper than the hand-off; 0: always a thread)", float)
     add("--max-body-bytes", "largest request body accepted (bigger gets 413)", int)
+    add("--max-queue-depth", "most inference requests in the server at once (being read, waiting for a "
+        "batch or running); past it requests get 503 with Retry-After at once (0: no limit)", int)
     add("--drain-seconds", "after SIGTERM, keep serving this long with readiness failing, so load "
         "balancers stop sending, before closing the listener", float)
     add("--graceful-timeout-seconds", "longest wait for in-flight requests after draining", float)

@@ -27,12 +27,23 @@ class PayloadTooLarge(InferenceError):
     """The request body is larger than `--max-body-bytes`."""
 
 
+class UnsupportedMediaType(InferenceError):
+    """The body is compressed (`Content-Encoding`); the server reads identity bodies only."""
+
+
 class InferenceFailed(InferenceError):
     """onnxruntime rejected well-formed input (e.g. an index out of range); other requests are unaffected."""
 
 
 class ModelNotReady(InferenceError):
     """The model is still loading, failed to load, or the server is draining."""
+
+
+class Overloaded(InferenceError):
+    """The server already holds `--max-queue-depth` inference requests: answered at once, with
+    `Retry-After`, so a queue never grows until every caller times out."""
+
+    retry_after_seconds = 1
 
 
 class ModelLoadError(InferenceError):
@@ -44,8 +55,10 @@ STATUS_CODES: dict[type[InferenceError], int] = {
     ModelNotFound: 404,
     MethodNotAllowed: 405,
     PayloadTooLarge: 413,
+    UnsupportedMediaType: 415,
     InferenceFailed: 422,
     ModelNotReady: 503,
+    Overloaded: 503,
     ModelLoadError: 503,
 }
 

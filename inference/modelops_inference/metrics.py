@@ -15,7 +15,9 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from modelops_inference.admission import Admission
 from modelops_inference.errors import STATUS_CODES
 
 PREFIX = "modelops_inference_"
@@ -100,6 +102,35 @@ class Metrics:
     def model_unready(self) -> None:
         self.model_ready.labels(*self._model).set(0)
 
+    def track_admission(self, admission: Admission) -> None:
+        """Exposes `admission`'s counts, read at scrape time: nothing is added to a request's path."""
+        self.registry.register(_AdmissionCollector(admission, self._model))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
+
+
+class _AdmissionCollector:
+    """The admission controller's rejections and current depth, whichever front end they came through."""
+
+    def __init__(self, admission: Admission, model: tuple[str, str]):
+        self._admission = admission
+        self._model = list(model)
+
+    def describe(self):
+        return list(self.collect())
+
+    def collect(self):
+        labels = ["model_name", "model_version"]
+        rejected = CounterMetricFamily(
+            PREFIX + "requests_rejected", "Inference requests refused at admission because --max-queue-depth "
+            "requests were already in the server (answered 503 with Retry-After).", labels=labels)
+        rejected.add_metric(self._model, self._admission.rejected)
+        depth = GaugeMetricFamily(PREFIX + "queue_depth", "Inference requests admitted and not yet answered.",
+                                  labels=labels)
+        depth.add_metric(self._model, self._admission.in_flight)
+        limit = GaugeMetricFamily(PREFIX + "queue_depth_limit", "--max-queue-depth (0: no limit).",
+                                  labels=labels)
+        limit.add_metric(self._model, self._admission.limit)
+        return [rejected, depth, limit]

@@ -2,8 +2,9 @@
 the model in the background, per-request metrics and logs, and a uvicorn server that drains on SIGTERM
 (readiness fails first, in-flight requests finish, then the process exits).
 
-Inference requests take a lean ASGI path (`InferenceApp`); health, metadata and metrics are FastAPI
-routes. Both answer errors through the one table in `errors.py`.
+Inference requests take a lean ASGI path (`InferenceApp`), admitted first against `--max-queue-depth`
+(`admission.py`); health, metadata and metrics are FastAPI routes, never refused for load, so probes keep
+answering under overload. Both answer errors through the one table in `errors.py`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelops_inference import protocol
+from modelops_inference.admission import Admission
 from modelops_inference.batching import Batcher, Runner
 from modelops_inference.config import ServerConfig
 from modelops_inference.errors import (
@@ -34,7 +36,9 @@ from modelops_inference.errors import (
     MethodNotAllowed,
     ModelNotFound,
     ModelNotReady,
+    Overloaded,
     PayloadTooLarge,
+    UnsupportedMediaType,
     status_code,
 )
 from modelops_inference.http import CoalescingHttpToolsProtocol
@@ -44,6 +48,9 @@ from modelops_inference.runtime import PLATFORM, ModelRuntime
 log = logging.getLogger("modelops_inference.server")
 JSON = "application/json"
 SERVER_NAME = "modelops-inference"
+# A rejected request is logged at most this often (with the count since), not once per rejection: under
+# overload a log line per request would cost more than the request.
+OVERLOAD_LOG_SECONDS = 10.0
 
 
 def _version() -> str:
@@ -58,14 +65,20 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 
 class ModelServer:
-    """What the routes share: the model runtime, the runner (batching or not), metrics, drain state."""
+    """What the routes share: the model runtime, the runner (batching or not), admission, metrics, drain
+    state. Every front end (HTTP here, gRPC beside it) submits to the same runner through the same
+    admission limit."""
 
     def __init__(self, config: ServerConfig, runtime: ModelRuntime | None = None):
         self.config = config
         self.runtime = runtime or ModelRuntime(config)
         self.metrics = Metrics(config.model_name, config.model_version)
+        self.admission = Admission(config.max_queue_depth)
+        self.metrics.track_admission(self.admission)
         self.runner: Runner | None = None
         self.draining = False
+        self._overload_logged_at = -OVERLOAD_LOG_SECONDS
+        self._overload_logged_count = 0
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -138,6 +151,17 @@ class ModelServer:
             served = self.config.model_version or "(no version set)"
             raise ModelNotFound(f"version '{version}' of model '{name}' not found; serving version {served}")
 
+    def note_overload(self) -> None:
+        """Logs that requests are being refused: the first time, then at most every OVERLOAD_LOG_SECONDS."""
+        now = time.monotonic()
+        if now - self._overload_logged_at >= OVERLOAD_LOG_SECONDS:
+            rejected = self.admission.rejected
+            log.warning("at capacity: refusing inference requests with 503 and Retry-After",
+                        extra={"event": "overloaded", "limit": self.admission.limit,
+                               "rejected_since_last_log": rejected - self._overload_logged_count,
+                               "rejected_total": rejected})
+            self._overload_logged_at, self._overload_logged_count = now, rejected
+
     def loaded_runner(self) -> Runner:
         if self.runner is None:
             raise ModelNotReady(f"model '{self.config.model_name}' is not ready: {self.not_ready_reason}")
@@ -147,6 +171,7 @@ class ModelServer:
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 PREDICT_PATH = re.compile(r"^/v1/models/([^/]+):predict$")
 JSON_HEADERS = [(b"content-type", JSON.encode())]
+BINARY_HEADERS = [(b"content-type", b"application/octet-stream")]
 
 
 class InferenceApp:
@@ -160,6 +185,10 @@ class InferenceApp:
         self.api = api
         self.server = server
         self.state = api.state
+        overloaded = protocol.error_body(str(server.admission.overloaded()))
+        self._overloaded_body = overloaded
+        self._overloaded_headers = [*JSON_HEADERS, (b"content-length", str(len(overloaded)).encode()),
+                                    (b"retry-after", str(Overloaded.retry_after_seconds).encode())]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] == "/metrics":
@@ -193,13 +222,35 @@ class InferenceApp:
         return getattr(route, "name", None) or "unmatched", status
 
     async def _inference(self, scope, receive, send, match: re.Match, v2: bool) -> int:
+        admission = self.server.admission
+        if scope["method"] == "POST" and not admission.try_admit():
+            return await self._refuse_overloaded(send)
+        try:
+            return await self._admitted_inference(scope, receive, send, match, v2)
+        finally:
+            if scope["method"] == "POST":
+                admission.release()
+
+    async def _refuse_overloaded(self, send) -> int:
+        """503 with Retry-After before the body is read: the whole cost of a request the server has no
+        room for is this, so overload does not starve the requests it admitted."""
+        self.server.note_overload()
+        await send({"type": "http.response.start", "status": 503, "headers": self._overloaded_headers})
+        await send({"type": "http.response.body", "body": self._overloaded_body})
+        return 503
+
+    async def _admitted_inference(self, scope, receive, send, match: re.Match, v2: bool) -> int:
         in_flight = self.server.metrics.in_flight_child
         in_flight.inc()
+        headers = JSON_HEADERS
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} {scope['path']}: Method Not Allowed; use POST")
             if v2:
-                body = await infer_v2(self.server, match.group(1), match.group(2), scope, receive)
+                answer = await infer_v2(self.server, match.group(1), match.group(2), scope, receive)
+                body = answer.body
+                if answer.header_length is not None:
+                    headers = [*BINARY_HEADERS, (protocol.HEADER_LENGTH, str(answer.header_length).encode())]
             else:
                 body = await predict_v1(self.server, match.group(1), scope, receive)
             status = 200
@@ -214,7 +265,7 @@ class InferenceApp:
             body = protocol.error_body(f"internal error: {type(error).__name__}")
         finally:
             in_flight.dec()
-        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
         if status == 405:
             headers.append((b"allow", b"POST"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -227,15 +278,24 @@ def log_error(path: str, status: int, error: Exception) -> None:
             extra={"event": "request_error", "path": path, "status": status, "error_type": type(error).__name__})
 
 
+def header(scope, name: bytes) -> bytes | None:
+    """The first value of request header `name` (lower case), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
 async def read_body(scope, receive, limit: int) -> bytes:
     """The request body, refusing (413) anything over `limit` bytes: before reading it when its length
-    is declared, and as soon as the limit is passed when it is streamed."""
+    is declared, and as soon as the limit is passed when it is streamed. A compressed body (415) is
+    refused before reading too: it would otherwise fail later as "not valid JSON"."""
     for key, value in scope["headers"]:
         if key == b"content-length" and value.isdigit() and int(value) > limit:
             raise PayloadTooLarge(f"request body is {int(value)} bytes; the limit is {limit} (--max-body-bytes)")
-        if key == b"inference-header-content-length":
-            raise InvalidInput("the binary tensor data extension (Inference-Header-Content-Length) is not "
-                               "supported; send the tensors as JSON")
+        if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            raise UnsupportedMediaType(f"Content-Encoding {value.decode('latin-1')!r} is not supported; send "
+                                       "the body uncompressed")
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -250,14 +310,21 @@ async def read_body(scope, receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def infer_v2(server: ModelServer, name: str, version: str | None, scope, receive) -> bytes:
+async def infer_v2(server: ModelServer, name: str, version: str | None, scope,
+                   receive) -> protocol.EncodedResponse:
+    """A v2 inference; the body is JSON, or (with Inference-Header-Content-Length) a JSON header followed
+    by the binary tensor data it sizes."""
     server.check_model(name, version)
     runner = server.loaded_runner()
     runtime = server.runtime
     runner.arriving += 1
     try:
         body = await read_body(scope, receive, server.config.max_body_bytes)
-        parsed = protocol.parse_v2_request(protocol.parse_json(body), runtime.inputs, runtime.outputs)
+        header_length = header(scope, protocol.HEADER_LENGTH)
+        binary = b""
+        if header_length is not None:
+            body, binary = protocol.split_binary_body(body, header_length)
+        parsed = protocol.parse_v2_request(protocol.parse_json(body), runtime.inputs, runtime.outputs, binary)
     finally:
         runner.arriving -= 1
     outputs = await runner.submit(parsed.inputs)
@@ -267,6 +334,9 @@ async def infer_v2(server: ModelServer, name: str, version: str | None, scope, r
 async def predict_v1(server: ModelServer, name: str, scope, receive) -> bytes:
     server.check_model(name, None)
     runner = server.loaded_runner()
+    if header(scope, protocol.HEADER_LENGTH) is not None:
+        raise InvalidInput("Inference-Header-Content-Length: the binary tensor data extension belongs to v2 "
+                           "(/v2/models/NAME/infer); a v1 :predict body is JSON {\"instances\": [...]}")
     runner.arriving += 1
     try:
         body = await read_body(scope, receive, server.config.max_body_bytes)
@@ -363,7 +433,7 @@ def _model_metadata(server: ModelServer, name: str, version: str | None) -> Resp
 def _add_v2_routes(app: FastAPI, server: ModelServer) -> None:
     @app.get("/v2", name="server_metadata")
     async def server_metadata() -> Response:
-        return json_response({"name": SERVER_NAME, "version": _version(), "extensions": []})
+        return json_response({"name": SERVER_NAME, "version": _version(), "extensions": list(protocol.EXTENSIONS)})
 
     _add_model_routes(app, server, "", "model_metadata", _model_metadata)
     _add_model_routes(app, server, "/ready", "model_ready", _model_ready)

@@ -75,3 +75,13 @@ def wait_ready(client: TestClient, timeout: float = 30) -> None:
             return
         time.sleep(0.02)
     raise TimeoutError("server not ready")
+
+
+@pytest.fixture(scope="session")
+def all_types_path(model_dir) -> Path:
+    return models.all_types(model_dir / "all_types.onnx")
+
+
+@pytest.fixture(scope="session")
+def identity_path(model_dir) -> Path:
+    return models.identity(model_dir / "identity.onnx")

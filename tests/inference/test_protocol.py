@@ -62,13 +62,14 @@ def test_request_id_parameters_and_requested_outputs_are_kept():
         ({}, r"inputs: expected a non-empty list of tensors, got null"),
         ({"inputs": []}, r"inputs: expected a non-empty list"),
         ({"inputs": ["x"]}, r"inputs\[0\]: expected an object .* got a string"),
-        ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32"}]}, r"inputs\[0\]: missing field 'data'"),
+        ({"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32"}]}, r"input 'input': missing field 'data'"),
         ({"inputs": [tensor(name="pixels")]},
          r"inputs\[0\].name: unknown input 'pixels'; model inputs are \['input'\]"),
         ({"inputs": [tensor(name=3)]}, r"inputs\[0\].name: expected a string, got a number"),
         ({"inputs": [tensor(), tensor()]}, r"inputs\[1\].name: input 'input' given twice"),
         ({"inputs": [tensor(datatype="FP64")]}, r"input 'input'.datatype: FP32 expected, got 'FP64'"),
-        ({"inputs": [tensor(datatype="FLOAT")]}, r"FP32 expected, got 'FLOAT' \(not a v2 datatype\)"),
+        ({"inputs": [tensor(datatype="FLOAT")]},
+         r"FP32 expected, got 'FLOAT' \(not a v2 datatype: the v2 datatypes are BOOL, UINT8"),
         ({"inputs": [tensor(shape=[8])]}, r"input 'input'.shape: shape \[-1, 4\] expected .*got \[8\]"),
         ({"inputs": [tensor(shape=[4, 2])]}, r"shape \[-1, 4\] expected \(-1: any size\), got \[4, 2\]"),
         ({"inputs": [tensor(shape=[0, 4], data=[])]}, r"input 'input'.shape: empty batch, shape \[0, 4\]"),
@@ -120,7 +121,7 @@ def test_malformed_json_is_invalid_input():
 def test_v2_response_echoes_the_id_and_flattens_outputs():
     request = InferRequest(inputs={}, id="req-1")
     out = {"probabilities": np.array([[0.25, 0.75]], dtype=np.float32)}
-    body = json.loads(v2_response("mlp", "3", request, out))
+    body = json.loads(v2_response("mlp", "3", request, out).body)
     assert body == {"model_name": "mlp", "model_version": "3", "id": "req-1", "outputs": [
         {"name": "probabilities", "shape": [1, 2], "datatype": "FP32", "data": [0.25, 0.75]}]}
 
@@ -128,7 +129,7 @@ def test_v2_response_echoes_the_id_and_flattens_outputs():
 def test_v2_response_returns_only_requested_outputs():
     request = InferRequest(inputs={}, outputs=["b"])
     out = {"a": np.zeros((1, 1), np.float32), "b": np.ones((1,), np.int64)}
-    body = json.loads(v2_response("m", "", request, out))
+    body = json.loads(v2_response("m", "", request, out).body)
     assert "model_version" not in body and "id" not in body
     assert body["outputs"] == [{"name": "b", "shape": [1], "datatype": "INT64", "data": [1]}]
 
