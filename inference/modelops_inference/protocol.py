@@ -110,6 +110,10 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
+        if "not valid UTF-8" in str(e):  # orjson's message for any bad byte blames surrogates at char 0
+            raise InvalidInput("request body is not valid JSON: it is not UTF-8 text (with the binary tensor "
+                               "data extension, Inference-Header-Content-Length must be the JSON's size in "
+                               "bytes)") from None
         raise InvalidInput(f"request body is not valid JSON: {e}") from None
 
 
