@@ -211,6 +211,9 @@ class _BinaryPart:
                                "binary_data_size")
 
 
+_NO_BINARY = _BinaryPart(b"")  # shared by every JSON-only request: nothing can be taken from it
+
+
 def _parameters(value: Any, where: str) -> dict[str, Any]:
     """An object's `parameters`: any names and values, except those of extensions not implemented."""
     if value is None:
@@ -243,7 +246,7 @@ def parse_v2_request(payload: Any, inputs: list[TensorSpec], outputs: list[Tenso
     parameters = _parameters(payload.get("parameters"), "request")
     binary_output = bool(_flag(parameters, "binary_data_output", "request"))
     specs = {s.name: s for s in inputs}
-    part = _BinaryPart(binary)
+    part = _BinaryPart(binary) if binary else _NO_BINARY
     arrays: dict[str, np.ndarray] = {}
     for i, item in enumerate(items):
         name, array = _v2_input(item, i, specs, part)

@@ -38,6 +38,11 @@ _ACCEPTED_KINDS = {"b": "b", "i": "biu", "u": "biu", "f": "biuf"}
 # JSON has no NaN or infinity: they travel as these strings, as in protobuf's JSON mapping.
 NONFINITE_JSON = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _LENGTH = struct.Struct("<I")  # the length prefix of each BYTES element in raw form
+# For the float datatypes narrower than JSON's float64 numbers, the magnitude from which a number rounds
+# to infinity: the largest finite value plus half a step (the shortest text of FP32's maximum, 3.4028235e38,
+# is itself a little above it and must still be read as the maximum).
+_FLOAT_LIMITS = {np.dtype(t): 1.5 * float(np.finfo(t).max) - 0.5 * float(np.nextafter(np.finfo(t).max, t(0)))
+                 for t in (np.float16, np.float32)}
 
 
 def check_datatype(datatype: Any, expected: str, where: str) -> None:
@@ -87,12 +92,22 @@ def from_json(data: Any, datatype: str, where: str) -> np.ndarray:
                            f"got {_kind_name(kind)} (e.g. {raw.ravel()[:1].tolist()[0]!r})")
     if want.kind in "iu" and kind in "iu":
         _check_int_range(raw, want, datatype, where)
-    with np.errstate(over="ignore"):  # checked just below
-        out = raw.astype(want)
-    if want.kind == "f" and not np.isfinite(out).all():
-        value = raw.ravel()[np.flatnonzero(~np.isfinite(out))[:1]].tolist()[0]
+    elif want.kind == "f" and want in _FLOAT_LIMITS:
+        _check_float_range(raw, want, datatype, where)
+    return raw.astype(want)
+
+
+def _check_float_range(raw: np.ndarray, want: np.dtype, datatype: str, where: str) -> None:
+    """Refuses numbers beyond `want`'s largest finite value before casting (a cast would turn them into
+    infinities, which JSON cannot even express). Arithmetic that can overflow (a sum of squares) is
+    avoided: it warns, and under `-W error` a warning is an exception."""
+    if raw.dtype.kind != "f" and want.itemsize > 2:  # every int64 and uint64 fits in FP32's range
+        return
+    limit = _FLOAT_LIMITS[want]
+    magnitudes = np.abs(raw.ravel())
+    if magnitudes.max() >= limit:
+        value = raw.ravel()[np.flatnonzero(magnitudes >= limit)[0]].item()
         raise InvalidInput(f"{where}: {value!r} is out of range for {datatype}")
-    return out
 
 
 def _check_int_range(raw: np.ndarray, want: np.dtype, datatype: str, where: str) -> None:

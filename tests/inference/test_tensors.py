@@ -108,6 +108,17 @@ def test_json_values_the_datatype_cannot_hold_are_refused_not_wrapped(data, data
         from_json(data, datatype, "x")
 
 
+@pytest.mark.parametrize("datatype", ["FP16", "FP32"])
+def test_the_largest_finite_value_survives_json_and_the_next_rounding_step_is_out_of_range(datatype):
+    dtype = V2_TO_NUMPY[datatype]
+    biggest = np.array([np.finfo(dtype).max, -np.finfo(dtype).max], dtype)
+    assert from_json(json_round_trip(biggest), datatype, "x").tolist() == biggest.tolist()
+    step = float(np.finfo(dtype).max) - float(np.nextafter(np.finfo(dtype).max, dtype.type(0)))
+    over = float(np.finfo(dtype).max) + step / 2
+    with pytest.raises(InvalidInput, match=f"is out of range for {datatype}"):
+        from_json([over], datatype, "x")
+
+
 def test_non_finite_floats_are_json_strings_both_ways():
     array = np.array([0.5, math.nan, math.inf, -math.inf], np.float32)
     assert json_round_trip(array) == [0.5, "NaN", "Infinity", "-Infinity"]
