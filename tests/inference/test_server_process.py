@@ -77,7 +77,8 @@ def outputs(response: httpx.Response) -> np.ndarray:
 def test_help_documents_every_flag_and_its_environment_variable():
     text = subprocess.run([SERVE, "--help"], capture_output=True, text=True, check=True).stdout
     for flag in ("--model-uri", "--model-sha256", "--max-batch-size", "--max-batch-delay-ms", "--batching",
-                 "--intra-op-threads", "--max-body-bytes", "--port", "--drain-seconds", "--model-dir"):
+                 "--intra-op-threads", "--max-body-bytes", "--port", "--drain-seconds", "--model-dir",
+                 "--max-queue-depth"):
         assert flag in text
     assert "MODELOPS_MODEL_URI" in text and "MLFLOW_TRACKING_URI" in text
 
