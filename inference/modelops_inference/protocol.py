@@ -35,8 +35,6 @@ from modelops_inference.tensors import (
     to_raw,
 )
 
-__all__ = ["NUMPY_TO_V2", "V2_TO_NUMPY"]  # re-exported: the datatype table lives in `tensors`
-
 # What GET /v2 reports under "extensions": the one list of protocol extensions this server implements.
 EXTENSIONS: tuple[str, ...] = ("binary_tensor_data", "parameters")
 # The binary tensor data extension's request and response header (lower case, as ASGI gives headers).

@@ -104,9 +104,10 @@ def _check_float_range(raw: np.ndarray, want: np.dtype, datatype: str, where: st
     if raw.dtype.kind != "f" and want.itemsize > 2:  # every int64 and uint64 fits in FP32's range
         return
     limit = _FLOAT_LIMITS[want]
-    magnitudes = np.abs(raw.ravel())
+    flat = raw.ravel() if raw.dtype.kind == "f" else raw.ravel().astype(np.float64)  # abs(int64 min) wraps
+    magnitudes = np.abs(flat)
     if magnitudes.max() >= limit:
-        value = raw.ravel()[np.flatnonzero(magnitudes >= limit)[0]].item()
+        value = raw.ravel()[np.flatnonzero(magnitudes >= limit)[0]].item()  # as sent
         raise InvalidInput(f"{where}: {value!r} is out of range for {datatype}")
 
 

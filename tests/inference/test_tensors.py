@@ -92,6 +92,7 @@ def test_lying_or_truncated_raw_data_is_invalid_input(buffer, datatype, shape, m
         ([-129, 0], "INT8", r"-129 is out of range for INT8 \[-128, 127\]"),
         ([1e39], "FP32", r"1e\+39 is out of range for FP32"),
         ([70000], "FP16", r"70000 is out of range for FP16"),
+        ([-(2**63), 1], "FP16", r"-9223372036854775808 is out of range for FP16"),
         ([1.5], "INT32", r"datatype INT32 expects integers, got numbers \(e.g. 1.5\)"),
         ([1], "BOOL", r"datatype BOOL expects booleans, got integers"),
         (["a", 1], "BYTES", r"datatype BYTES expects strings, got int \(e.g. 1\)"),
