@@ -92,3 +92,44 @@ def slow(path: Path, width: int = 512, depth: int = 100) -> Path:
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", FEATURES])]
     outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", FEATURES])]
     return save(_model(nodes, inputs, outputs, inits, "slow"), path)
+
+
+# Every v2 datatype and the ONNX element type it is served from.
+DATATYPES = {
+    "BOOL": TensorProto.BOOL, "UINT8": TensorProto.UINT8, "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32, "UINT64": TensorProto.UINT64, "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16, "INT32": TensorProto.INT32, "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16, "FP32": TensorProto.FLOAT, "FP64": TensorProto.DOUBLE, "BYTES": TensorProto.STRING,
+}
+
+
+def every_datatype(path: Path) -> Path:
+    """One input `in_<datatype>` [batch, 2] per v2 datatype, answered unchanged as `out_<datatype>`
+    (Identity): every datatype's way in and out, in one request."""
+    nodes, inputs, outputs = [], [], []
+    for datatype, element in DATATYPES.items():
+        name = datatype.lower()
+        nodes.append(helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"]))
+        inputs.append(helper.make_tensor_value_info(f"in_{name}", element, ["batch", 2]))
+        outputs.append(helper.make_tensor_value_info(f"out_{name}", element, ["batch", 2]))
+    return save(_model(nodes, inputs, outputs, [], "every_datatype"), path)
+
+
+def every_datatype_rows(rows: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Inputs for `every_datatype`: `rows` rows of values spread over each datatype's range."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for datatype in DATATYPES:
+        name = f"in_{datatype.lower()}"
+        if datatype == "BOOL":
+            out[name] = rng.integers(0, 2, (rows, 2)).astype(bool)
+        elif datatype == "BYTES":
+            out[name] = np.array([[f"r{r}c{c}-é" for c in range(2)] for r in range(rows)], dtype=object)
+        elif datatype.startswith("FP"):
+            dtype = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}[datatype]
+            out[name] = rng.normal(size=(rows, 2)).astype(dtype)
+        else:
+            dtype = np.dtype(datatype.lower())
+            info = np.iinfo(dtype)
+            out[name] = rng.integers(info.min, info.max, (rows, 2), dtype=dtype, endpoint=True)
+    return out
