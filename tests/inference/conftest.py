@@ -90,6 +90,11 @@ def every_datatype_path(model_dir) -> Path:
     return models.every_datatype(model_dir / "every_datatype.onnx")
 
 
+@pytest.fixture(scope="session")
+def typed_datatypes_path(model_dir) -> Path:
+    return models.every_datatype(model_dir / "typed_datatypes.onnx", models.TYPED_DATATYPES)
+
+
 @dataclass
 class Serving:
     """A ModelServer with its gRPC listener on an event loop in a thread, as `serve` runs them (minus
