@@ -106,6 +106,10 @@ def parse_infer_request(message: Message, inputs: list[TensorSpec], outputs: lis
     specs = {s.name: s for s in inputs}
     arrays = gather_inputs(
         (_input(tensor, i, specs, raw[i] if raw else None) for i, tensor in enumerate(message.inputs)), inputs)
+    for i, output in enumerate(message.outputs):
+        if "classification" in output.parameters:
+            raise InvalidInput(f"outputs[{i}].parameters: classification is not supported; request the output "
+                               "itself and take its top classes")
     requested = [{"name": o.name} for o in message.outputs] if message.outputs else None
     return InferRequest(
         inputs=arrays,

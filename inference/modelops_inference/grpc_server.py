@@ -213,12 +213,15 @@ async def abort(context: grpc.aio.ServicerContext, status: int, message: str, re
 
 
 def observe(server: ModelServer, path: str, endpoint: str, status: int, started: float) -> None:
+    """Counts and times one call as HTTP does its requests (by the HTTP status of its outcome), and logs
+    it at debug level."""
     seconds = time.perf_counter() - started
     server.metrics.observe_request(endpoint, status, seconds, protocol="grpc")
     if log.isEnabledFor(logging.DEBUG):
+        code = "OK" if status == 200 else grpc_code(status)
         log.debug("request", extra={"event": "request", "protocol": "grpc", "method": "POST", "path": path,
-                                    "endpoint": endpoint, "status": status, "grpc_code": grpc_code(status)
-                                    if status != 200 else "OK", "duration_ms": round(seconds * 1000, 3)})
+                                    "endpoint": endpoint, "status": status, "grpc_code": code,
+                                    "duration_ms": round(seconds * 1000, 3)})
 
 
 class HealthServicer(health_pb2_grpc.HealthServicer):

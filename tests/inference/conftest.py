@@ -23,6 +23,7 @@ with warnings.catch_warnings():
 
 from modelops_inference.config import ServerConfig
 from modelops_inference.grpc_server import GrpcServer
+from modelops_inference.runtime import ModelRuntime
 from modelops_inference.server import ModelServer, create_app
 
 from . import models
@@ -110,7 +111,7 @@ class Serving:
 
 
 @contextlib.contextmanager
-def grpc_serving(**config) -> Iterator[Serving]:
+def grpc_serving(runtime_class: type[ModelRuntime] = ModelRuntime, **config) -> Iterator[Serving]:
     config.setdefault("model_name", "mlp")
     loop = uvloop.new_event_loop()
     thread = threading.Thread(target=loop.run_forever, name="test-loop", daemon=True)
@@ -119,7 +120,8 @@ def grpc_serving(**config) -> Iterator[Serving]:
     def run(coroutine, timeout: float = 60):
         return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
 
-    server = ModelServer(ServerConfig(**config))
+    server_config = ServerConfig(**config)
+    server = ModelServer(server_config, runtime_class(server_config))
 
     async def start() -> GrpcServer:
         listener = GrpcServer(server, host="127.0.0.1", port=0)

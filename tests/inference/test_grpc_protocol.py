@@ -247,6 +247,12 @@ def test_request_level_checks_are_the_shared_ones():
     rejects(r"outputs\[0\].name: one of \['probabilities'\] expected, got \"logits\"", unknown_output)
 
 
+def test_tritons_classification_extension_is_refused_rather_than_ignored():
+    message = mlp_request()
+    message.outputs.add(name="probabilities").parameters["classification"].int64_param = 2
+    rejects(r"outputs\[0\].parameters: classification is not supported", message)
+
+
 def test_triton_shared_memory_inputs_are_refused_with_the_alternative():
     message = mlp_request()
     message.inputs[0].contents.Clear()
