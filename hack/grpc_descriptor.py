@@ -1,6 +1,6 @@
 """Compiles inference/modelops_inference/grpc_predict_v2.proto into grpc_descriptor.py beside it.
 
-    python hack/grpc_descriptor.py          # rewrite grpc_descriptor.py
+    python hack/grpc_descriptor.py          # rewrite grpc_descriptor.py (make inference-proto)
     python hack/grpc_descriptor.py --check  # exit 1 when it is out of date
 
 The server loads the compiled descriptor into a pool of its own instead of importing protoc's generated

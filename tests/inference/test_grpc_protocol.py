@@ -93,7 +93,7 @@ def test_every_message_and_method_matches_tritonclients_on_the_wire():
 
 
 def test_the_compiled_descriptor_is_generated_from_the_proto():
-    assert generator.OUTPUT.read_text() == generator.render(), "stale: run `python hack/grpc_descriptor.py`"
+    assert generator.OUTPUT.read_text() == generator.render(), "stale: run `make inference-proto`"
     assert grpc_descriptor.SERIALIZED == generator.compile_proto()
 
 
