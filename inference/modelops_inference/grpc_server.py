@@ -74,7 +74,8 @@ class GrpcServer:
         listener = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", self.server.config.max_body_bytes),
             ("grpc.max_send_message_length", -1),
-            # grpc shares a port with any other process by default (SO_REUSEPORT): a busy port must fail.
+            # grpc sets SO_REUSEPORT by default, so a second server (another modelops-serve) could bind the
+            # same port and take some of its connections: a busy port must fail instead.
             ("grpc.so_reuseport", 0),
         ])
         listener.add_generic_rpc_handlers((inference_handler(self.server),))

@@ -429,8 +429,10 @@ class DrainingServer(uvicorn.Server):
         self.drain_seconds = drain_seconds
         self.grpc_listener = grpc_listener
         self._drain_deadline: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets=None) -> None:
+        self._loop = asyncio.get_running_loop()
         if self.grpc_listener is not None:
             try:
                 await self.grpc_listener.start()
@@ -457,6 +459,10 @@ class DrainingServer(uvicorn.Server):
         else:
             self.should_exit = True
             self.force_exit = True
+            if self.grpc_listener is not None and self._loop is not None:
+                # uvicorn stops waiting for HTTP requests at once; cut gRPC calls short too, even while the
+                # lifespan's shutdown waits for them (a signal handler cannot await: schedule it)
+                self._loop.call_soon_threadsafe(asyncio.ensure_future, self.grpc_listener.stop(grace=0))
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:

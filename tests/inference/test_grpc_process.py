@@ -206,3 +206,29 @@ def test_in_flight_grpc_requests_finish_after_sigterm_and_new_ones_are_refused(t
     events = [json.loads(line).get("event") for line in server.log.read_text().splitlines() if line.strip()]
     assert "draining" in events
 
+
+
+def test_a_second_sigterm_cuts_in_flight_grpc_calls_short(tmp_path):
+    slow = models.slow(tmp_path / "slow.onnx")
+    with serve(tmp_path, "--model-uri", str(slow), "--model-name", "mlp", "--batching", "false") as server:
+        server.wait_ready()
+
+        async def scenario():
+            client = triton_aio.InferenceServerClient(server.grpc_target)
+            rows = np.ones((256, 4), np.float32)
+            sending = [asyncio.ensure_future(client.infer("mlp", [fp32_input("input", rows)], client_timeout=60))
+                       for _ in range(20)]
+            await asyncio.sleep(0.5)
+            server.process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.3)
+            server.process.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            results = await asyncio.gather(*sending, return_exceptions=True)
+            await client.close()
+            return results, time.monotonic() - started
+
+        results, seconds = asyncio.run(scenario())
+        assert server.process.wait(10) == 0
+    refused = [r for r in results if isinstance(r, InferenceServerException)]
+    assert refused and all(r.status() == "StatusCode.UNAVAILABLE" for r in refused)
+    assert seconds < 5, "the second signal waited for the in-flight calls"
