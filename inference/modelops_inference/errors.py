@@ -12,9 +12,9 @@ from __future__ import annotations
 class InferenceError(Exception):
     """Base of every error the server answers with a JSON body (HTTP) or a status message (gRPC)."""
 
-    # Seconds after which the same request may succeed (e.g. once a full queue drains), for errors that
-    # know: sent as grpc-retry-pushback-ms over gRPC (and meant for Retry-After over HTTP).
-    retry_after: float | None = None
+    # Seconds after which the same request may succeed (e.g. once a full server has room), for errors
+    # that know: sent as grpc-retry-pushback-ms over gRPC (and meant for Retry-After over HTTP).
+    retry_after_seconds: float | None = None
 
 
 class InvalidInput(InferenceError):

@@ -29,9 +29,10 @@ before its handler runs, so unlike HTTP nothing is "arriving" for the batcher to
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import grpc
 from google.protobuf.message import Message
@@ -107,13 +108,16 @@ class GrpcServer:
         await asyncio.shield(self._stopped)
 
 
-def admit(server: ModelServer) -> None:
-    """Admission hook: where a gRPC inference may be refused before it is parsed or queued, as HTTP
-    refuses one past the runner's queue depth (503 + Retry-After). That bounded queue belongs to the
-    HTTP half of issue 17 and is not on this branch: at merge, call its check here. The error it raises
-    (503, with `retry_after` set) is answered immediately as UNAVAILABLE with grpc-retry-pushback-ms by
-    the error table; if `Runner.submit` raises it instead, nothing here needs to change. Until then every
-    request is admitted."""
+@contextlib.contextmanager
+def admitted(server: ModelServer) -> Iterator[None]:
+    """Admission hook: a gRPC inference is inside the server (counted against the HTTP half's
+    --max-queue-depth) from before it is parsed until its answer is built, and is refused at once when
+    the server is full, as HTTP answers 503 + Retry-After. That admission control (issue 17, HTTP half)
+    is not on this branch; at merge the body becomes `with server.admission.admitted(): yield`. The
+    `Overloaded` error it raises (503, `retry_after_seconds`) is answered UNAVAILABLE, the code gRPC
+    clients retry with backoff, with grpc-retry-pushback-ms, by `_answered` and the error table. Until
+    then every request is admitted."""
+    yield
 
 
 class InferenceService:
@@ -150,12 +154,12 @@ class InferenceService:
         try:
             server.check_model(request.model_name, request.model_version or None)
             runner = server.loaded_runner()
-            admit(server)
-            runtime = server.runtime
-            parsed = wire.parse_infer_request(request, runtime.inputs, runtime.outputs)
-            outputs = await runner.submit(parsed.inputs)
-            return wire.infer_response(request.model_name, server.config.model_version, parsed, outputs,
-                                       raw=bool(request.raw_input_contents))
+            with admitted(server):
+                runtime = server.runtime
+                parsed = wire.parse_infer_request(request, runtime.inputs, runtime.outputs)
+                outputs = await runner.submit(parsed.inputs)
+                return wire.infer_response(request.model_name, server.config.model_version, parsed, outputs,
+                                           raw=bool(request.raw_input_contents))
         finally:
             in_flight.dec()
 
@@ -192,7 +196,7 @@ def _answered(server: ModelServer, method: str, endpoint: str, request_class: ty
         except InferenceError as error:
             status = status_code(error)
             log_error(path, status, error, protocol="grpc", grpc_code=grpc_code(status))
-            await abort(context, status, str(error), error.retry_after)
+            await abort(context, status, str(error), error.retry_after_seconds)
         except asyncio.CancelledError:
             status = 499  # the client went away or its deadline passed
             raise

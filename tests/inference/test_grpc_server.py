@@ -174,7 +174,7 @@ def test_health_watch_reports_changes_and_ends_when_the_listener_stops(serving):
 def test_an_error_that_says_when_to_retry_sends_grpc_retry_pushback(serving):
     async def refuse(inputs):
         error = ModelNotReady("queue full: 64 requests waiting (--max-queue)")
-        error.retry_after = 1.5
+        error.retry_after_seconds = 1.5
         raise error
 
     serving.server.runner.submit = refuse
