@@ -1,5 +1,6 @@
 """Open Inference Protocol v2 and KServe v1 REST shapes: parsing, validation and response bodies,
-including the binary tensor data extension (JSON header, then raw tensors, in one body).
+including the binary tensor data extension (JSON header, then raw tensors, in one body), and the checks
+that the gRPC protocol (`grpc_protocol`) shares with them.
 
 Pure functions over JSON-shaped data, bytes and numpy arrays; nothing here knows about HTTP or
 onnxruntime. Tensor values are converted by `tensors`. Every rejection is an `InvalidInput` naming the
@@ -17,6 +18,8 @@ from __future__ import annotations
 
 import json
 import math
+import struct
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,6 +147,34 @@ def check_shape(shape: tuple[int, ...], spec: TensorSpec, where: str) -> None:
         raise InvalidInput(f"{where}: empty batch, shape {list(shape)}; send at least one row")
 
 
+def check_header(name: Any, datatype: Any, shape: Any, index: int,
+                 specs: dict[str, TensorSpec]) -> tuple[TensorSpec, list[int]]:
+    """What every wire format (JSON data, binary data, gRPC contents, raw bytes) checks before it reads a
+    tensor's data: a known input name, the model's datatype and a shape the model accepts. Returns the
+    input's spec and the shape, so the caller can size the data before decoding any of it."""
+    where = f"inputs[{index}]"
+    if not isinstance(name, str):
+        raise InvalidInput(f"{where}.name: expected a string, got {_type(name)}")
+    spec = specs.get(name)
+    if spec is None:
+        raise InvalidInput(f"{where}.name: unknown input '{name}'; model inputs are {sorted(specs)}")
+    where = f"input '{name}'"
+    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
+                                              for s in shape):
+        raise InvalidInput(f"{where}.shape: expected a list of non-negative integers, got {_brief(shape)}")
+    check_datatype(datatype, spec.datatype, where + ".datatype")
+    check_shape(tuple(shape), spec, where + ".shape")
+    return spec, shape
+
+
+def check_count(got: int, shape: list[int], where: str, unit: str = "values") -> None:
+    """The data holds exactly as many values (or bytes) as the shape needs. Compared before an array of
+    that size exists, so a huge declared shape costs nothing."""
+    count = math.prod(shape)
+    if got != count:
+        raise InvalidInput(f"{where}: shape {list(shape)} needs {count} {unit}, got {got}")
+
+
 def _v2_input(item: Any, index: int, specs: dict[str, TensorSpec], binary: _BinaryPart) -> tuple[str, np.ndarray]:
     where = f"inputs[{index}]"
     if not isinstance(item, dict):
@@ -151,33 +182,20 @@ def _v2_input(item: Any, index: int, specs: dict[str, TensorSpec], binary: _Bina
     for key in ("name", "shape", "datatype"):
         if key not in item:
             raise InvalidInput(f"{where}: missing field '{key}'")
-    name = item["name"]
-    if not isinstance(name, str):
-        raise InvalidInput(f"{where}.name: expected a string, got {_type(name)}")
-    spec = specs.get(name)
-    if spec is None:
-        raise InvalidInput(f"{where}.name: unknown input '{name}'; model inputs are {sorted(specs)}")
-    where = f"input '{name}'"
-    shape = item["shape"]
-    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                              for s in shape):
-        raise InvalidInput(f"{where}.shape: expected a list of non-negative integers, got {_brief(shape)}")
-    check_datatype(item["datatype"], spec.datatype, where + ".datatype")
-    check_shape(tuple(shape), spec, where + ".shape")
+    spec, shape = check_header(item["name"], item["datatype"], item["shape"], index, specs)
+    where = f"input '{spec.name}'"
     parameters = _parameters(item.get("parameters"), where)
     size = parameters.get("binary_data_size")
     if size is not None:
         if "data" in item:
             raise InvalidInput(f"{where}: give either data or parameters.binary_data_size, not both")
-        return name, from_raw(binary.take(size, where), spec.datatype, shape, where + " (binary data)")
+        return spec.name, from_raw(binary.take(size, where), spec.datatype, shape, where + " (binary data)")
     if "data" not in item:
         raise InvalidInput(f"{where}: missing field 'data' (or parameters.binary_data_size with the tensor "
                            "in the binary part of the body)")
     array = to_array(item["data"], spec, where + ".data")
-    count = math.prod(shape)
-    if array.size != count:
-        raise InvalidInput(f"{where}.data: shape {shape} needs {count} values, got {array.size}")
-    return name, array.reshape(shape)
+    check_count(array.size, shape, where + ".data")
+    return spec.name, array.reshape(shape)
 
 
 class _BinaryPart:
@@ -245,23 +263,29 @@ def parse_v2_request(payload: Any, inputs: list[TensorSpec], outputs: list[Tenso
     binary_output = bool(_flag(parameters, "binary_data_output", "request"))
     specs = {s.name: s for s in inputs}
     part = _BinaryPart(binary) if binary else _NO_BINARY
+    arrays = gather_inputs((_v2_input(item, i, specs, part) for i, item in enumerate(items)), inputs)
+    part.check_consumed()
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput(f"id: expected a string, got {_type(request_id)}")
+    names, output_binary = requested_outputs(payload.get("outputs"), outputs)
+    return InferRequest(inputs=arrays, id=request_id, outputs=names, parameters=parameters,
+                        binary_output=binary_output, output_binary=output_binary)
+
+
+def gather_inputs(parsed: Iterable[tuple[str, np.ndarray]], inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Each input once, none missing, all with the same rows: the request-level checks of every wire format,
+    over its (name, array) pairs in request order (consumed lazily, so errors come in that order)."""
     arrays: dict[str, np.ndarray] = {}
-    for i, item in enumerate(items):
-        name, array = _v2_input(item, i, specs, part)
+    for i, (name, array) in enumerate(parsed):
         if name in arrays:
             raise InvalidInput(f"inputs[{i}].name: input '{name}' given twice")
         arrays[name] = array
-    part.check_consumed()
     missing = [s for s in inputs if s.name not in arrays]
     if missing:
         raise InvalidInput("inputs: missing " + ", ".join(f"'{s.name}' ({s.describe()})" for s in missing))
     _check_same_rows(arrays, inputs)
-    request_id = payload.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise InvalidInput(f"id: expected a string, got {_type(request_id)}")
-    names, output_binary = _requested_outputs(payload.get("outputs"), outputs)
-    return InferRequest(inputs=arrays, id=request_id, outputs=names, parameters=parameters,
-                        binary_output=binary_output, output_binary=output_binary)
+    return arrays
 
 
 def _check_same_rows(arrays: dict[str, np.ndarray], specs: list[TensorSpec]) -> None:
@@ -270,8 +294,9 @@ def _check_same_rows(arrays: dict[str, np.ndarray], specs: list[TensorSpec]) -> 
         raise InvalidInput(f"inputs: every input needs the same number of rows, got {rows}")
 
 
-def _requested_outputs(requested: Any, outputs: list[TensorSpec]) -> tuple[list[str] | None, dict[str, bool]]:
-    """The output names asked for (None: all) and the `binary_data` choice of those that made one."""
+def requested_outputs(requested: Any, outputs: list[TensorSpec]) -> tuple[list[str] | None, dict[str, bool]]:
+    """The outputs a request selects by name (None: every output), each one the model has, and the
+    `binary_data` choice of those that made one."""
     if requested is None:
         return None, {}
     known = [o.name for o in outputs]
@@ -396,3 +421,71 @@ def _type(value: Any) -> str:
 def _brief(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, np.ndarray) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- raw tensor bytes: gRPC's raw_input_contents / raw_output_contents (the HTTP binary tensor data
+# extension uses the same encoding): elements row-major and little-endian, BOOL one byte each, BYTES each
+# element as a 4-byte little-endian length and then its bytes.
+
+def datatype_of(array: np.ndarray) -> str:
+    """The v2 datatype an output array travels as (strings and objects as BYTES)."""
+    return NUMPY_TO_V2.get(array.dtype, "BYTES")
+
+
+def decode_raw(buffer: bytes, spec: TensorSpec, shape: tuple[int, ...], where: str) -> np.ndarray:
+    """Raw bytes as an array of `spec`'s dtype and `shape`; the byte length is checked before decoding."""
+    if spec.datatype == "BYTES":
+        return text_array(split_bytes(buffer, shape, where), where).reshape(shape)
+    need = math.prod(shape) * spec.dtype.itemsize
+    if len(buffer) != need:
+        raise InvalidInput(f"{where}: shape {list(shape)} of {spec.datatype} needs {need} bytes "
+                           f"({spec.dtype.itemsize} per value), got {len(buffer)}")
+    if spec.datatype == "BOOL":
+        return (np.frombuffer(buffer, np.uint8) != 0).reshape(shape)
+    return np.frombuffer(buffer, spec.dtype.newbyteorder("<")).astype(spec.dtype, copy=False).reshape(shape)
+
+
+def split_bytes(buffer: bytes, shape: tuple[int, ...], where: str) -> list[bytes]:
+    """The elements of a raw BYTES tensor, exactly as many as `shape` needs. Each length prefix is checked
+    against what is left, so a truncated or lying prefix is an error rather than a read past the end."""
+    count, size = math.prod(shape), len(buffer)
+    items: list[bytes] = []
+    offset = 0
+    while offset < size and len(items) <= count:
+        if offset + 4 > size:
+            raise InvalidInput(f"{where}: BYTES element {len(items)} has a truncated length prefix "
+                               f"({size - offset} of 4 bytes)")
+        (length,) = struct.unpack_from("<I", buffer, offset)
+        offset += 4
+        if length > size - offset:
+            raise InvalidInput(f"{where}: BYTES element {len(items)} declares {length} bytes, "
+                               f"only {size - offset} follow")
+        items.append(buffer[offset:offset + length])
+        offset += length
+    if len(items) != count or offset != size:
+        got = f"more than {count}" if len(items) > count else str(len(items))
+        raise InvalidInput(f"{where}: shape {list(shape)} needs {count} BYTES elements, got {got}")
+    return items
+
+
+def text_array(items: list[bytes], where: str) -> np.ndarray:
+    """BYTES elements as the object array of str onnxruntime's string tensors take (UTF-8 only)."""
+    array = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        try:
+            array[i] = item.decode()
+        except UnicodeDecodeError as e:
+            raise InvalidInput(f"{where}: BYTES element {i} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                               "the model's string tensors hold text") from None
+    return array
+
+
+def encode_raw(array: np.ndarray) -> bytes:
+    """An array as raw bytes, the inverse of `decode_raw`."""
+    if datatype_of(array) == "BYTES":
+        parts = []
+        for value in array.ravel().tolist():
+            data = value if isinstance(value, bytes) else str(value).encode()
+            parts += (struct.pack("<I", len(data)), data)
+        return b"".join(parts)
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

@@ -4,7 +4,9 @@ the model in the background, per-request metrics and logs, and a uvicorn server 
 
 Inference requests take a lean ASGI path (`InferenceApp`), admitted first against `--max-queue-depth`
 (`admission.py`); health, metadata and metrics are FastAPI routes, never refused for load, so probes keep
-answering under overload. Both answer errors through the one table in `errors.py`.
+answering under overload. Both answer errors through the one table in `errors.py`. The gRPC protocol
+(`grpc_server`) is a second listener on the same event loop, `ModelServer` and admission limit; `serve`
+starts both (see `grpc_server`).
 """
 
 from __future__ import annotations
@@ -15,11 +17,12 @@ import gc
 import logging
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -45,6 +48,9 @@ from modelops_inference.http import CoalescingHttpToolsProtocol
 from modelops_inference.metrics import CONTENT_TYPE, Metrics
 from modelops_inference.runtime import PLATFORM, ModelRuntime
 
+if TYPE_CHECKING:
+    from modelops_inference.grpc_server import GrpcServer
+
 log = logging.getLogger("modelops_inference.server")
 JSON = "application/json"
 SERVER_NAME = "modelops-inference"
@@ -53,7 +59,7 @@ SERVER_NAME = "modelops-inference"
 OVERLOAD_LOG_SECONDS = 10.0
 
 
-def _version() -> str:
+def server_version() -> str:
     try:
         return version("modelops-inference")
     except PackageNotFoundError:
@@ -64,6 +70,13 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(body if isinstance(body, bytes) else protocol.dumps(body), status, media_type=JSON)
 
 
+class Listener(Protocol):
+    """A server of another protocol on this ModelServer (gRPC): `stop` refuses new requests and returns
+    once those in flight are answered; calling it again waits for the same stop."""
+
+    async def stop(self) -> None: ...
+
+
 class ModelServer:
     """What the routes share: the model runtime, the runner (batching or not), admission, metrics, drain
     state. Every front end (HTTP here, gRPC beside it) submits to the same runner through the same
@@ -72,13 +85,17 @@ class ModelServer:
     def __init__(self, config: ServerConfig, runtime: ModelRuntime | None = None):
         self.config = config
         self.runtime = runtime or ModelRuntime(config)
-        self.metrics = Metrics(config.model_name, config.model_version)
+        self.metrics = Metrics(config.model_name, config.model_version,
+                               protocols=("http", "grpc") if config.grpc else ("http",))
         self.admission = Admission(config.max_queue_depth)
         self.metrics.track_admission(self.admission)
         self.runner: Runner | None = None
         self.draining = False
         self._overload_logged_at = -OVERLOAD_LOG_SECONDS
         self._overload_logged_count = 0
+        # Stopped before the runner, so their in-flight requests still reach the model (HTTP's own are
+        # answered before uvicorn runs the lifespan's shutdown).
+        self.listeners: list[Listener] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -125,6 +142,8 @@ class ModelServer:
 
     async def stop(self) -> None:
         self.drain()
+        for listener in self.listeners:
+            await listener.stop()
         if self.runner is not None:
             await self.runner.stop()
             self.runner = None
@@ -273,9 +292,10 @@ class InferenceApp:
         return status
 
 
-def log_error(path: str, status: int, error: Exception) -> None:
+def log_error(path: str, status: int, error: Exception, **fields: Any) -> None:
     log.log(logging.ERROR if status >= 500 else logging.WARNING, str(error),
-            extra={"event": "request_error", "path": path, "status": status, "error_type": type(error).__name__})
+            extra={"event": "request_error", "path": path, "status": status, "error_type": type(error).__name__,
+                   **fields})
 
 
 def header(scope, name: bytes) -> bytes | None:
@@ -360,7 +380,7 @@ def create_app(config: ServerConfig, server: ModelServer | None = None) -> Infer
                 starting.cancel()
             await server.stop()
 
-    api = FastAPI(title=SERVER_NAME, version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
+    api = FastAPI(title=SERVER_NAME, version=server_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     api.state.server = server
     _add_error_handlers(api)
@@ -433,7 +453,8 @@ def _model_metadata(server: ModelServer, name: str, version: str | None) -> Resp
 def _add_v2_routes(app: FastAPI, server: ModelServer) -> None:
     @app.get("/v2", name="server_metadata")
     async def server_metadata() -> Response:
-        return json_response({"name": SERVER_NAME, "version": _version(), "extensions": list(protocol.EXTENSIONS)})
+        return json_response({"name": SERVER_NAME, "version": server_version(),
+                              "extensions": list(protocol.EXTENSIONS)})
 
     _add_model_routes(app, server, "", "model_metadata", _model_metadata)
     _add_model_routes(app, server, "/ready", "model_ready", _model_ready)
@@ -468,13 +489,39 @@ class DrainingServer(uvicorn.Server):
     """uvicorn, but the first SIGTERM/SIGINT only starts draining: readiness fails at once, requests
     are still served for `drain_seconds` (while load balancers notice), then uvicorn's own graceful
     shutdown closes the listener and waits for in-flight requests. A second signal exits at once.
-    Exits with status 0 after a graceful shutdown instead of re-raising the signal."""
+    Exits with status 0 after a graceful shutdown instead of re-raising the signal.
 
-    def __init__(self, config: uvicorn.Config, model_server: ModelServer, drain_seconds: float):
+    With a gRPC listener, it listens before HTTP does (a busy port stops the process before anything
+    is served) and stops at the same moment as uvicorn's listener, within the same graceful timeout."""
+
+    def __init__(self, config: uvicorn.Config, model_server: ModelServer, drain_seconds: float,
+                 grpc_listener: GrpcServer | None = None):
         super().__init__(config)
         self.model_server = model_server
         self.drain_seconds = drain_seconds
+        self.grpc_listener = grpc_listener
         self._drain_deadline: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets=None) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.grpc_listener is not None:
+            try:
+                await self.grpc_listener.start()
+            except OSError as e:
+                log.error(str(e), extra={"event": "grpc_listen_failed"})
+                sys.exit(1)
+            self.model_server.listeners.append(self.grpc_listener)
+        await super().startup(sockets)
+
+    async def shutdown(self, sockets=None) -> None:
+        if self.grpc_listener is None:
+            return await super().shutdown(sockets)
+        grpc_stopped = asyncio.ensure_future(self.grpc_listener.stop())
+        await super().shutdown(sockets)
+        if self.force_exit:
+            await self.grpc_listener.stop(grace=0)
+        await grpc_stopped
 
     def handle_exit(self, sig: int, frame) -> None:
         if self._drain_deadline is None:
@@ -484,6 +531,10 @@ class DrainingServer(uvicorn.Server):
         else:
             self.should_exit = True
             self.force_exit = True
+            if self.grpc_listener is not None and self._loop is not None:
+                # uvicorn stops waiting for HTTP requests at once; cut gRPC calls short too, even while the
+                # lifespan's shutdown waits for them (a signal handler cannot await: schedule it)
+                self._loop.call_soon_threadsafe(asyncio.ensure_future, self.grpc_listener.stop(grace=0))
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:
@@ -494,10 +545,16 @@ class DrainingServer(uvicorn.Server):
 def serve(config: ServerConfig) -> None:
     server = ModelServer(config)
     app = create_app(config, server)
+    grpc_listener = None
+    if config.grpc:
+        # Imported only when used: grpc and protobuf cost start-up time a server without gRPC need not pay.
+        from modelops_inference.grpc_server import GrpcServer
+
+        grpc_listener = GrpcServer(server)
     uv_config = uvicorn.Config(
         app, host=config.host, port=config.port, log_config=None, access_log=False,
         http=CoalescingHttpToolsProtocol, proxy_headers=False,
         timeout_graceful_shutdown=config.graceful_timeout_seconds, server_header=False,
         log_level=config.log_level,
     )
-    DrainingServer(uv_config, server, config.drain_seconds).run()
+    DrainingServer(uv_config, server, config.drain_seconds, grpc_listener).run()

@@ -22,3 +22,12 @@ def test_subclasses_inherit_their_parents_status():
         pass
 
     assert errors.status_code(Special("x")) == 400
+
+
+def test_every_status_the_table_gives_has_a_grpc_code_that_is_not_internal():
+    for status in set(errors.STATUS_CODES.values()):
+        assert errors.grpc_code(status) not in {"INTERNAL", "UNKNOWN"}, status
+    assert errors.grpc_code(errors.status_code(errors.InvalidInput("x"))) == "INVALID_ARGUMENT"
+    assert errors.grpc_code(errors.status_code(errors.InferenceFailed("x"))) == "INVALID_ARGUMENT"
+    assert errors.grpc_code(errors.status_code(errors.ModelNotReady("x"))) == "UNAVAILABLE"
+    assert errors.grpc_code(500) == "INTERNAL"

@@ -327,12 +327,14 @@ def test_metrics_are_named_by_convention_and_initialised(client, mlp_sha256):
     def value(name, **labels):
         return samples[(name, frozenset({**model, **labels}.items()))]
 
-    assert value("modelops_inference_requests_total", endpoint="infer", status_code="200") == 1
-    assert value("modelops_inference_requests_total", endpoint="infer", status_code="400") == 1
-    assert value("modelops_inference_requests_total", endpoint="predict", status_code="200") == 0
-    assert value("modelops_inference_requests_total", endpoint="predict", status_code="503") == 0
-    assert value("modelops_inference_request_duration_seconds_count", endpoint="infer") == 2
-    assert value("modelops_inference_request_duration_seconds_count", endpoint="predict") == 0
+    http = {"protocol": "http"}
+    assert value("modelops_inference_requests_total", **http, endpoint="infer", status_code="200") == 1
+    assert value("modelops_inference_requests_total", **http, endpoint="infer", status_code="400") == 1
+    assert value("modelops_inference_requests_total", **http, endpoint="predict", status_code="200") == 0
+    assert value("modelops_inference_requests_total", **http, endpoint="predict", status_code="503") == 0
+    assert value("modelops_inference_requests_total", protocol="grpc", endpoint="infer", status_code="503") == 0
+    assert value("modelops_inference_request_duration_seconds_count", **http, endpoint="infer") == 2
+    assert value("modelops_inference_request_duration_seconds_count", **http, endpoint="predict") == 0
     assert value("modelops_inference_model_run_duration_seconds_count") == 1
     assert value("modelops_inference_batch_rows_bucket", le="2.0") == 1
     assert value("modelops_inference_batch_rows_bucket", le="1.0") == 0
