@@ -2,8 +2,9 @@
 from the arrays the runner takes.
 
 Pure functions over protobuf messages and numpy arrays, the gRPC twin of `protocol`: the checks both
-wires share (input names, datatypes, shapes, value counts, duplicates, missing inputs, requested outputs)
-and the raw tensor encoding come from there, so an input is rejected with the same words over either.
+wires share (input names, datatypes, shapes, value counts, duplicates, missing inputs, requested outputs,
+parameters of unsupported extensions) come from there and the tensor encodings (raw bytes, BYTES elements,
+integer ranges) from `tensors`, so an input is rejected with the same words over either.
 
 The messages are built from `grpc_descriptor` (compiled from grpc_predict_v2.proto) in a descriptor pool
 of this module's own: protobuf's process-wide pool would clash with tritonclient's identical names.
@@ -24,12 +25,17 @@ from modelops_inference.protocol import (
     TensorSpec,
     check_count,
     check_header,
-    datatype_of,
-    decode_raw,
-    encode_raw,
+    check_parameters,
     gather_inputs,
     requested_outputs,
-    text_array,
+)
+from modelops_inference.tensors import (
+    check_int_range,
+    datatype_of,
+    from_bytes_elements,
+    from_raw,
+    to_bytes_elements,
+    to_raw,
 )
 
 SERVICE = "inference.GRPCInferenceService"
@@ -72,8 +78,6 @@ CONTENTS_FIELDS: dict[str, tuple[str, np.dtype | None]] = {
     "FP64": ("fp64_contents", np.dtype(np.float64)),
     "BYTES": ("bytes_contents", None),
 }
-# Triton's shared-memory extension names the region in an input's parameters; its data is not in the request.
-SHARED_MEMORY_PARAMETERS = ("shared_memory_region", "shared_memory_byte_size", "shared_memory_offset")
 
 
 def parse_message(cls: type[Message], data: bytes) -> Message:
@@ -106,37 +110,31 @@ def parse_infer_request(message: Message, inputs: list[TensorSpec], outputs: lis
     specs = {s.name: s for s in inputs}
     arrays = gather_inputs(
         (_input(tensor, i, specs, raw[i] if raw else None) for i, tensor in enumerate(message.inputs)), inputs)
-    for i, output in enumerate(message.outputs):
-        if "classification" in output.parameters:
-            raise InvalidInput(f"outputs[{i}].parameters: classification is not supported; request the output "
-                               "itself and take its top classes")
-    requested = [{"name": o.name} for o in message.outputs] if message.outputs else None
-    names, _ = requested_outputs(requested, outputs)
+    requested = ([{"name": o.name, "parameters": parameters(o.parameters)} for o in message.outputs]
+                 if message.outputs else None)
+    names, _ = requested_outputs(requested, outputs)  # binary_data choices belong to HTTP's extension
     return InferRequest(
         inputs=arrays,
         id=message.id or None,
         outputs=names,
-        parameters=parameters(message.parameters),
+        parameters=check_parameters(parameters(message.parameters), "request"),
     )
 
 
 def _input(tensor: Message, index: int, specs: dict[str, TensorSpec], raw: bytes | None) -> tuple[str, np.ndarray]:
     spec, shape = check_header(tensor.name, tensor.datatype, list(tensor.shape), index, specs)
     where = f"input '{spec.name}'"
-    shared = [key for key in SHARED_MEMORY_PARAMETERS if key in tensor.parameters]
-    if shared:
-        raise InvalidInput(f"{where}.parameters: {shared[0]}: shared memory is not supported; send the data "
-                           "in contents or raw_input_contents")
+    check_parameters(parameters(tensor.parameters), where)
     filled = [f.name for f, _ in tensor.contents.ListFields()]
     if raw is not None:
         if filled:
             raise InvalidInput(f"{where}.contents: the request carries raw_input_contents, so no input may also "
                                f"set contents (got {filled[0]}); send every input's data one way")
-        return spec.name, decode_raw(raw, spec, shape, f"{where} (raw_input_contents[{index}])")
+        return spec.name, from_raw(raw, spec.datatype, shape, f"{where} (raw_input_contents[{index}])")
     return spec.name, contents_array(tensor.contents, filled, spec, shape, where + ".contents")
 
 
-def contents_array(contents: Message, filled: list[str], spec: TensorSpec, shape: tuple[int, ...],
+def contents_array(contents: Message, filled: list[str], spec: TensorSpec, shape: list[int],
                    where: str) -> np.ndarray:
     """Typed contents as an array of `spec`'s dtype and `shape`: the datatype's own field only, with as many
     values as the shape needs, each within the datatype's range."""
@@ -151,15 +149,10 @@ def contents_array(contents: Message, filled: list[str], spec: TensorSpec, shape
     values = getattr(contents, name)
     check_count(len(values), shape, f"{where}.{name}")
     if wire is None:
-        return text_array(list(values), f"{where}.{name}").reshape(shape)
+        return from_bytes_elements(values, f"{where}.{name}").reshape(shape)
     array = np.array(values, dtype=wire)
     if spec.dtype != wire:
-        info = np.iinfo(spec.dtype)
-        outside = np.flatnonzero((array < info.min) | (array > info.max))
-        if outside.size:
-            i = int(outside[0])
-            raise InvalidInput(f"{where}.{name}: value {array[i]} (element {i}) is out of range for "
-                               f"{spec.datatype} ({info.min}..{info.max})")
+        check_int_range(array, spec.dtype, spec.datatype, f"{where}.{name}")
     return array.astype(spec.dtype, copy=False).reshape(shape)
 
 
@@ -176,7 +169,7 @@ def infer_response(model_name: str, model_version: str, request: InferRequest, o
     for name, array in arrays:
         tensor = response.outputs.add(name=name, datatype=datatype_of(array), shape=array.shape)
         if raw:
-            response.raw_output_contents.append(encode_raw(array))
+            response.raw_output_contents.append(bytes(to_raw(array)))  # protobuf takes bytes, not views
         else:
             _fill_contents(tensor.contents, array)
     return response
@@ -184,9 +177,7 @@ def infer_response(model_name: str, model_version: str, request: InferRequest, o
 
 def _fill_contents(contents: Message, array: np.ndarray) -> None:
     name, _ = CONTENTS_FIELDS[datatype_of(array)]
-    values = array.ravel().tolist()
-    if name == "bytes_contents":
-        values = [v if isinstance(v, bytes) else str(v).encode() for v in values]
+    values = to_bytes_elements(array) if name == "bytes_contents" else array.ravel().tolist()
     getattr(contents, name).extend(values)
 
 

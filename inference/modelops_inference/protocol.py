@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +27,9 @@ import orjson
 
 from modelops_inference.errors import InvalidInput
 from modelops_inference.tensors import (
-    NUMPY_TO_V2,
     V2_TO_NUMPY,
     check_datatype,
+    datatype_of,
     from_json,
     from_raw,
     to_json,
@@ -38,7 +37,11 @@ from modelops_inference.tensors import (
     to_raw,
 )
 
-# What GET /v2 reports under "extensions": the one list of protocol extensions this server implements.
+# What server metadata reports under "extensions" (GET /v2 and gRPC's ServerMetadata alike: both describe
+# the one server): the protocol extensions it implements. `binary_tensor_data` is HTTP's by definition
+# (gRPC carries raw tensors natively); `parameters` holds over both. Nothing gRPC-only is implemented:
+# the methods of Triton's shared-memory, model-repository, statistics, trace and streaming extensions
+# answer UNIMPLEMENTED, and their parameters are refused (UNSUPPORTED_PARAMETERS).
 EXTENSIONS: tuple[str, ...] = ("binary_tensor_data", "parameters")
 # The binary tensor data extension's request and response header (lower case, as ASGI gives headers).
 HEADER_LENGTH = b"inference-header-content-length"
@@ -184,7 +187,7 @@ def _v2_input(item: Any, index: int, specs: dict[str, TensorSpec], binary: _Bina
             raise InvalidInput(f"{where}: missing field '{key}'")
     spec, shape = check_header(item["name"], item["datatype"], item["shape"], index, specs)
     where = f"input '{spec.name}'"
-    parameters = _parameters(item.get("parameters"), where)
+    parameters = check_parameters(item.get("parameters"), where)
     size = parameters.get("binary_data_size")
     if size is not None:
         if "data" in item:
@@ -230,8 +233,9 @@ class _BinaryPart:
 _NO_BINARY = _BinaryPart(b"")  # shared by every JSON-only request: nothing can be taken from it
 
 
-def _parameters(value: Any, where: str) -> dict[str, Any]:
-    """An object's `parameters`: any names and values, except those of extensions not implemented."""
+def check_parameters(value: Any, where: str) -> dict[str, Any]:
+    """An object's `parameters` (a request's, an input's, an output's; from JSON or from gRPC's map): any
+    names and values, except those of extensions not implemented."""
     if value is None:
         return {}
     if not isinstance(value, dict):
@@ -259,7 +263,7 @@ def parse_v2_request(payload: Any, inputs: list[TensorSpec], outputs: list[Tenso
     items = payload.get("inputs")
     if not isinstance(items, list) or not items:
         raise InvalidInput(f"inputs: expected a non-empty list of tensors, got {_brief(items)}")
-    parameters = _parameters(payload.get("parameters"), "request")
+    parameters = check_parameters(payload.get("parameters"), "request")
     binary_output = bool(_flag(parameters, "binary_data_output", "request"))
     specs = {s.name: s for s in inputs}
     part = _BinaryPart(binary) if binary else _NO_BINARY
@@ -309,7 +313,7 @@ def requested_outputs(requested: Any, outputs: list[TensorSpec]) -> tuple[list[s
             raise InvalidInput(f"outputs[{i}].name: one of {known} expected, got {_brief(name)}")
         if name in names:
             raise InvalidInput(f"outputs[{i}].name: output '{name}' asked for twice")
-        parameters = _parameters(item.get("parameters"), f"output '{name}'")
+        parameters = check_parameters(item.get("parameters"), f"output '{name}'")
         wanted = _flag(parameters, "binary_data", f"output '{name}'")
         if wanted is not None:
             binary[name] = wanted
@@ -363,7 +367,7 @@ def v2_response(model_name: str, model_version: str, request: InferRequest,
         array = outputs[name]
         if request.wants_binary(name):
             raw = to_raw(array)
-            tensors.append({"name": name, "shape": list(array.shape), "datatype": _datatype(array),
+            tensors.append({"name": name, "shape": list(array.shape), "datatype": datatype_of(array),
                             "parameters": {"binary_data_size": len(raw)}})
             blobs.append(raw)
         else:
@@ -375,14 +379,10 @@ def v2_response(model_name: str, model_version: str, request: InferRequest,
     return EncodedResponse(b"".join([header, *blobs]), len(header))
 
 
-def _datatype(array: np.ndarray) -> str:
-    return NUMPY_TO_V2.get(array.dtype, "BYTES")
-
-
 def tensor_json(name: str, array: np.ndarray) -> dict[str, Any]:
     """One output tensor in JSON, its data flattened row-major; non-finite floats, which JSON numbers
     cannot hold, are the strings "NaN", "Infinity" and "-Infinity" (see `tensors.to_json`)."""
-    return {"name": name, "shape": list(array.shape), "datatype": _datatype(array), "data": to_json(array)}
+    return {"name": name, "shape": list(array.shape), "datatype": datatype_of(array), "data": to_json(array)}
 
 
 def v1_response(outputs: dict[str, np.ndarray]) -> bytes:
@@ -421,71 +421,3 @@ def _type(value: Any) -> str:
 def _brief(value: Any) -> str:
     text = json.dumps(value) if not isinstance(value, np.ndarray) else repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-# --- raw tensor bytes: gRPC's raw_input_contents / raw_output_contents (the HTTP binary tensor data
-# extension uses the same encoding): elements row-major and little-endian, BOOL one byte each, BYTES each
-# element as a 4-byte little-endian length and then its bytes.
-
-def datatype_of(array: np.ndarray) -> str:
-    """The v2 datatype an output array travels as (strings and objects as BYTES)."""
-    return NUMPY_TO_V2.get(array.dtype, "BYTES")
-
-
-def decode_raw(buffer: bytes, spec: TensorSpec, shape: tuple[int, ...], where: str) -> np.ndarray:
-    """Raw bytes as an array of `spec`'s dtype and `shape`; the byte length is checked before decoding."""
-    if spec.datatype == "BYTES":
-        return text_array(split_bytes(buffer, shape, where), where).reshape(shape)
-    need = math.prod(shape) * spec.dtype.itemsize
-    if len(buffer) != need:
-        raise InvalidInput(f"{where}: shape {list(shape)} of {spec.datatype} needs {need} bytes "
-                           f"({spec.dtype.itemsize} per value), got {len(buffer)}")
-    if spec.datatype == "BOOL":
-        return (np.frombuffer(buffer, np.uint8) != 0).reshape(shape)
-    return np.frombuffer(buffer, spec.dtype.newbyteorder("<")).astype(spec.dtype, copy=False).reshape(shape)
-
-
-def split_bytes(buffer: bytes, shape: tuple[int, ...], where: str) -> list[bytes]:
-    """The elements of a raw BYTES tensor, exactly as many as `shape` needs. Each length prefix is checked
-    against what is left, so a truncated or lying prefix is an error rather than a read past the end."""
-    count, size = math.prod(shape), len(buffer)
-    items: list[bytes] = []
-    offset = 0
-    while offset < size and len(items) <= count:
-        if offset + 4 > size:
-            raise InvalidInput(f"{where}: BYTES element {len(items)} has a truncated length prefix "
-                               f"({size - offset} of 4 bytes)")
-        (length,) = struct.unpack_from("<I", buffer, offset)
-        offset += 4
-        if length > size - offset:
-            raise InvalidInput(f"{where}: BYTES element {len(items)} declares {length} bytes, "
-                               f"only {size - offset} follow")
-        items.append(buffer[offset:offset + length])
-        offset += length
-    if len(items) != count or offset != size:
-        got = f"more than {count}" if len(items) > count else str(len(items))
-        raise InvalidInput(f"{where}: shape {list(shape)} needs {count} BYTES elements, got {got}")
-    return items
-
-
-def text_array(items: list[bytes], where: str) -> np.ndarray:
-    """BYTES elements as the object array of str onnxruntime's string tensors take (UTF-8 only)."""
-    array = np.empty(len(items), dtype=object)
-    for i, item in enumerate(items):
-        try:
-            array[i] = item.decode()
-        except UnicodeDecodeError as e:
-            raise InvalidInput(f"{where}: BYTES element {i} is not UTF-8 text ({e.reason} at byte {e.start}); "
-                               "the model's string tensors hold text") from None
-    return array
-
-
-def encode_raw(array: np.ndarray) -> bytes:
-    """An array as raw bytes, the inverse of `decode_raw`."""
-    if datatype_of(array) == "BYTES":
-        parts = []
-        for value in array.ravel().tolist():
-            data = value if isinstance(value, bytes) else str(value).encode()
-            parts += (struct.pack("<I", len(data)), data)
-        return b"".join(parts)
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).tobytes()

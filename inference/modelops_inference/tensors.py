@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,11 @@ _LENGTH = struct.Struct("<I")  # the length prefix of each BYTES element in raw 
 # is itself a little above it and must still be read as the maximum).
 _FLOAT_LIMITS = {np.dtype(t): 1.5 * float(np.finfo(t).max) - 0.5 * float(np.nextafter(np.finfo(t).max, t(0)))
                  for t in (np.float16, np.float32)}
+
+
+def datatype_of(array: np.ndarray) -> str:
+    """The v2 datatype an output array travels as (strings and objects as BYTES)."""
+    return NUMPY_TO_V2.get(array.dtype, "BYTES")
 
 
 def check_datatype(datatype: Any, expected: str, where: str) -> None:
@@ -91,7 +97,7 @@ def from_json(data: Any, datatype: str, where: str) -> np.ndarray:
         raise InvalidInput(f"{where}: datatype {datatype} expects {_kind_name(want.kind)}, "
                            f"got {_kind_name(kind)} (e.g. {raw.ravel()[:1].tolist()[0]!r})")
     if want.kind in "iu" and kind in "iu":
-        _check_int_range(raw, want, datatype, where)
+        check_int_range(raw, want, datatype, where)
     elif want.kind == "f" and want in _FLOAT_LIMITS:
         _check_float_range(raw, want, datatype, where)
     return raw.astype(want)
@@ -111,7 +117,8 @@ def _check_float_range(raw: np.ndarray, want: np.dtype, datatype: str, where: st
         raise InvalidInput(f"{where}: {value!r} is out of range for {datatype}")
 
 
-def _check_int_range(raw: np.ndarray, want: np.dtype, datatype: str, where: str) -> None:
+def check_int_range(raw: np.ndarray, want: np.dtype, datatype: str, where: str) -> None:
+    """Integers must fit `want` before they are cast to it (numpy would wrap 300 to 44 as UINT8)."""
     info = np.iinfo(want)
     low, high = raw.min(), raw.max()
     if low < info.min or high > info.max:
@@ -251,11 +258,7 @@ def _strings_from_raw(buffer: bytes | memoryview, count: int, where: str) -> np.
         if length > size - offset:
             raise InvalidInput(f"{where}: BYTES element {i} declares {length} bytes at byte {offset - 4}, but "
                                f"only {size - offset} remain")
-        try:
-            out[i] = str(view[offset:offset + length], "utf-8")
-        except UnicodeDecodeError as e:
-            raise InvalidInput(f"{where}: BYTES element {i} is not UTF-8 text ({e.reason} at its byte "
-                               f"{e.start}); onnxruntime string tensors hold UTF-8") from None
+        out[i] = _text_of(view[offset:offset + length], i, where)
         offset += length
     if offset != size:
         raise InvalidInput(f"{where}: binary data is {size} bytes, but its {count} BYTES elements end at "
@@ -263,14 +266,32 @@ def _strings_from_raw(buffer: bytes | memoryview, count: int, where: str) -> np.
     return out
 
 
+def _text_of(data: bytes | memoryview, i: int, where: str) -> str:
+    try:
+        return str(data, "utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInput(f"{where}: BYTES element {i} is not UTF-8 text ({e.reason} at its byte "
+                           f"{e.start}); onnxruntime string tensors hold UTF-8") from None
+
+
+def from_bytes_elements(items: Sequence[bytes], where: str) -> np.ndarray:
+    """BYTES elements already split apart (gRPC's `bytes_contents`) as the flat object array of str that
+    onnxruntime's string tensors take, refusing any that is not UTF-8 as `from_raw` does."""
+    out = np.empty(len(items), dtype=object)
+    for i, item in enumerate(items):
+        out[i] = _text_of(item, i, where)
+    return out
+
+
+def to_bytes_elements(array: np.ndarray) -> list[bytes]:
+    """A BYTES output's elements, row-major, each as UTF-8 bytes (the inverse of `from_bytes_elements`)."""
+    return [v if isinstance(v, bytes) else str(v).encode("utf-8") for v in array.ravel().tolist()]
+
+
 def to_raw(array: np.ndarray) -> bytes | memoryview:
     """An output in raw form (the inverse of `from_raw`); a view of the array's memory when it can be."""
     if array.dtype.kind in "OUS":
-        parts = []
-        for v in array.ravel().tolist():
-            data = v if isinstance(v, bytes) else str(v).encode("utf-8")
-            parts += (_LENGTH.pack(len(data)), data)
-        return b"".join(parts)
+        return b"".join(part for data in to_bytes_elements(array) for part in (_LENGTH.pack(len(data)), data))
     if not array.size:
         return b""
     little = array.dtype.newbyteorder("<")

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from modelops_inference import grpc_protocol as wire
-from modelops_inference.protocol import V2_TO_NUMPY, encode_raw
+from modelops_inference.tensors import V2_TO_NUMPY, to_raw
 
 from . import models
 from .conftest import grpc_serving
@@ -57,7 +57,7 @@ def valid_request(rows: int = 2, raw: bool = True, seed: int = 0):
         datatype = name.removeprefix("in_").upper()
         tensor = message.inputs.add(name=name, datatype=datatype, shape=array.shape)
         if raw:
-            message.raw_input_contents.append(encode_raw(array))
+            message.raw_input_contents.append(bytes(to_raw(array)))
         else:
             field, _ = wire.CONTENTS_FIELDS[datatype]
             values = array.ravel().tolist()
@@ -73,9 +73,9 @@ def answered(response) -> dict[str, np.ndarray]:
     for tensor in response.outputs:
         field, _ = wire.CONTENTS_FIELDS[tensor.datatype]
         values = list(getattr(tensor.contents, field))
-        out[tensor.name] = encode_raw(np.array([v.decode() for v in values], dtype=object)
-                                      if tensor.datatype == "BYTES" else
-                                      np.array(values, dtype=V2_TO_NUMPY[tensor.datatype]))
+        out[tensor.name] = bytes(to_raw(np.array([v.decode() for v in values], dtype=object)
+                                        if tensor.datatype == "BYTES" else
+                                        np.array(values, dtype=V2_TO_NUMPY[tensor.datatype])))
     return out
 
 
@@ -86,7 +86,7 @@ def assert_answers(channel, raw: bool, rows: int = 1) -> None:
     assert response.id == "valid" and bool(response.raw_output_contents) is raw
     out = answered(response)
     for name, array in arrays.items():
-        assert out[name.replace("in_", "out_")] == encode_raw(array), name
+        assert out[name.replace("in_", "out_")] == bytes(to_raw(array)), name
 
 
 def check(target, raw: bool, data: bytes) -> None:

@@ -14,7 +14,8 @@ from tritonclient.grpc import service_pb2 as triton
 from modelops_inference import grpc_descriptor
 from modelops_inference import grpc_protocol as wire
 from modelops_inference.errors import InvalidInput
-from modelops_inference.protocol import TensorSpec, encode_raw, parse_v2_request
+from modelops_inference.protocol import TensorSpec, parse_v2_request
+from modelops_inference.tensors import to_raw
 
 from . import models
 
@@ -53,7 +54,7 @@ def every_datatype_request(arrays: dict[str, np.ndarray], raw: bool) -> triton.M
         datatype = name.removeprefix("in_").upper()
         tensor = message.inputs.add(name=name, datatype=datatype, shape=array.shape)
         if raw:
-            message.raw_input_contents.append(encode_raw(array))
+            message.raw_input_contents.append(bytes(to_raw(array)))
         else:
             field, _ = wire.CONTENTS_FIELDS[datatype]
             values = array.ravel().tolist()
@@ -135,11 +136,14 @@ def test_every_datatype_arrives_intact(raw):
         assert got.tolist() == want.tolist(), name
 
 
-def test_raw_bool_bytes_are_true_when_not_zero():
-    message = triton.ModelInferRequest(model_name="b", raw_input_contents=[b"\x00\x01\x07\x00"])
+def test_raw_bool_bytes_are_0_or_1_as_over_http():
+    flags = [TensorSpec("flag", "BOOL", (-1, 2))]
+    message = triton.ModelInferRequest(model_name="b", raw_input_contents=[b"\x00\x01\x01\x00"])
     message.inputs.add(name="flag", datatype="BOOL", shape=[2, 2])
-    request = parse(message, [TensorSpec("flag", "BOOL", (-1, 2))])
-    assert request.inputs["flag"].tolist() == [[False, True], [True, False]]
+    assert parse(message, flags).inputs["flag"].tolist() == [[False, True], [True, False]]
+    message.raw_input_contents[0] = b"\x00\x01\x07\x00"
+    rejects(r"input 'flag' \(raw_input_contents\[0\]\): BOOL element 2 is byte 7; BOOL elements are one byte each, "
+            r"0 or 1", message, flags)
 
 
 def test_the_shared_checks_reject_with_the_same_words_as_http():
@@ -201,25 +205,29 @@ def _contents(name, datatype, field, values, shape):
         (_contents("input", "FP32", "fp32_contents", [], (2, 4)), MLP_IN,
          r"input 'input'.contents: no data; send the values in contents.fp32_contents or in raw_input_contents"),
         (_contents("code", "INT8", "int_contents", [1, 300], (2,)), SMALL_INT,
-         r"input 'code'.contents.int_contents: value 300 \(element 1\) is out of range for INT8 \(-128..127\)"),
+         r"input 'code'.contents.int_contents: 300 is out of range for INT8 \[-128, 127\]"),
         (_contents("half", "FP16", "fp32_contents", [1.0], (1,)), HALF,
          r"input 'half'.contents: FP16 has no typed contents field; send it in raw_input_contents"),
         (_contents("text", "BYTES", "bytes_contents", [b"ok", b"\xff"], (2,)), TEXT,
          r"input 'text'.contents.bytes_contents: BYTES element 1 is not UTF-8 text"),
         (_raw(b"\0" * 28), MLP_IN,
-         r"input 'input' \(raw_input_contents\[0\]\): shape \[2, 4\] of FP32 needs 32 bytes \(4 per value\), got 28"),
+         r"input 'input' \(raw_input_contents\[0\]\): binary data is 28 bytes; shape \[2, 4\] of FP32 needs 32 "
+         r"\(8 elements of 4 bytes\)"),
         (_raw(b"\0" * 32, b"\0" * 32), MLP_IN,
          r"raw_input_contents: 2 entries for 1 inputs; send one per input, in the order of inputs"),
         (_raw(b"\0" * 32, shape=(2**62, 4)), MLP_IN,
-         rf"shape \[{2**62}, 4\] of FP32 needs {2**64 * 4} bytes"),
+         rf"shape \[{2**62}, 4\] of FP32 needs {2**64 * 4} "),
         (_raw(_bytes_elements(b"a") + b"\x05\x00", name="text", datatype="BYTES", shape=(2,)), TEXT,
-         r"input 'text' \(raw_input_contents\[0\]\): BYTES element 1 has a truncated length prefix \(2 of 4 bytes\)"),
+         r"input 'text' \(raw_input_contents\[0\]\): 2 BYTES elements need at least 8 bytes \(a 4-byte length "
+         r"each\); binary data is 7 bytes"),
+        (_raw(_bytes_elements(b"ab", b"") + b"\x05\x00", name="text", datatype="BYTES", shape=(3,)), TEXT,
+         r"BYTES element 2: its 4-byte length is cut off at byte 10 of 12"),
         (_raw(_bytes_elements(b"a") + struct.pack("<I", 2**31) + b"xy", name="text", datatype="BYTES", shape=(2,)),
-         TEXT, r"BYTES element 1 declares 2147483648 bytes, only 2 follow"),
+         TEXT, r"BYTES element 1 declares 2147483648 bytes at byte 5, but only 2 remain"),
         (_raw(_bytes_elements(b"a", b"b", b"c"), name="text", datatype="BYTES", shape=(2,)), TEXT,
-         r"shape \[2\] needs 2 BYTES elements, got more than 2"),
+         r"binary data is 15 bytes, but its 2 BYTES elements end at byte 10"),
         (_raw(_bytes_elements(b"a"), name="text", datatype="BYTES", shape=(2**60,)), TEXT,
-         rf"shape \[{2**60}\] needs {2**60} BYTES elements, got 1"),
+         rf"{2**60} BYTES elements need at least {2**62} bytes"),
         (_raw(_bytes_elements(b"a", b"\xc3"), name="text", datatype="BYTES", shape=(2,)), TEXT,
          r"BYTES element 1 is not UTF-8 text"),
     ],
@@ -250,15 +258,22 @@ def test_request_level_checks_are_the_shared_ones():
 def test_tritons_classification_extension_is_refused_rather_than_ignored():
     message = mlp_request()
     message.outputs.add(name="probabilities").parameters["classification"].int64_param = 2
-    rejects(r"outputs\[0\].parameters: classification is not supported", message)
+    rejects(r"output 'probabilities'.parameters.classification: the classification extension is not supported",
+            message)
+
+
+def test_unsupported_extensions_parameters_are_refused_at_request_level_too():
+    message = mlp_request()
+    message.parameters["shared_memory_region"].string_param = "region0"
+    rejects(r"request.parameters.shared_memory_region: the shared-memory extension is not supported", message)
 
 
 def test_triton_shared_memory_inputs_are_refused_with_the_alternative():
     message = mlp_request()
     message.inputs[0].contents.Clear()
     message.inputs[0].parameters["shared_memory_region"].string_param = "region0"
-    rejects(r"input 'input'.parameters: shared_memory_region: shared memory is not supported; send the data in "
-            r"contents or raw_input_contents", message)
+    rejects(r"input 'input'.parameters.shared_memory_region: the shared-memory extension is not supported by this "
+            r"server; send the tensor data in the request", message)
 
 
 # --- responses out ---------------------------------------------------------------------------------
@@ -290,7 +305,7 @@ def test_every_datatype_leaves_intact(raw):
     for tensor, encoded, (name, want) in zip(response.outputs, response.raw_output_contents, arrays.items(),
                                              strict=True):
         assert (tensor.name, tensor.datatype, list(tensor.shape)) == (name, name[4:].upper(), [2, 2])
-        assert encoded == encode_raw(want)
+        assert encoded == bytes(to_raw(want))
 
 
 def test_typed_outputs_of_every_datatype_but_fp16():

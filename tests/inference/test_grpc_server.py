@@ -18,9 +18,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelops_inference import grpc_protocol as wire
 from modelops_inference.errors import ModelNotReady
-from modelops_inference.protocol import encode_raw
 from modelops_inference.runtime import ModelRuntime
 from modelops_inference.server import create_app
+from modelops_inference.tensors import to_raw
 
 from . import models
 from .conftest import grpc_serving
@@ -39,7 +39,7 @@ def infer(target: str, rows: np.ndarray, raw: bool = True, **fields):
     request = wire.ModelInferRequest(model_name="mlp", **fields)
     tensor = request.inputs.add(name="input", datatype="FP32", shape=rows.shape)
     if raw:
-        request.raw_input_contents.append(encode_raw(rows))
+        request.raw_input_contents.append(bytes(to_raw(rows)))
     else:
         tensor.contents.fp32_contents.extend(rows.ravel().tolist())
     return call(target, "ModelInfer", request, wire.ModelInferResponse)
@@ -240,7 +240,7 @@ def test_http_and_grpc_requests_are_batched_into_the_same_model_runs(mlp_path):
                 def grpc_request():
                     request = wire.ModelInferRequest(model_name="mlp")
                     request.inputs.add(name="input", datatype="FP32", shape=[1, 4])
-                    request.raw_input_contents.append(encode_raw(np.full((1, 4), 2.0, np.float32)))
+                    request.raw_input_contents.append(bytes(to_raw(np.full((1, 4), 2.0, np.float32))))
                     return stub(request, timeout=20)
 
                 body = {"inputs": [{"name": "input", "shape": [1, 4], "datatype": "FP32", "data": [1.0] * 4}]}
@@ -270,7 +270,7 @@ def test_stopping_finishes_in_flight_calls_and_refuses_new_ones(tmp_path):
                                            response_deserializer=wire.ModelInferResponse.FromString)
                 request = wire.ModelInferRequest(model_name="mlp")
                 request.inputs.add(name="input", datatype="FP32", shape=rows.shape)
-                request.raw_input_contents.append(encode_raw(rows))
+                request.raw_input_contents.append(bytes(to_raw(rows)))
                 calls = [asyncio.ensure_future(stub(request, timeout=60)) for _ in range(4)]
                 while in_flight(serving.server) < 4:
                     await asyncio.sleep(0.01)
