@@ -11,9 +11,11 @@ already pays: whatever holds the loop delays requests of both protocols.
 Parity with HTTP: readiness is `ModelServer.ready` for ServerReady, ModelReady and the health service
 alike; errors come from the one table in `errors.py` (the HTTP status mapped to a gRPC code, the message in
 the same words HTTP sends); metrics are the same series with `protocol="grpc"`; error lines and debug
-request lines are the same JSON logs. A message larger than --max-body-bytes is refused by grpc with
-RESOURCE_EXHAUSTED, as HTTP answers 413. Methods of Triton's extensions (model repository, statistics,
-streaming, shared memory, trace) answer UNIMPLEMENTED.
+request lines are the same JSON logs. ModelInfer calls count against the same --max-queue-depth as HTTP
+inferences (`ModelServer.admission`); past it they are refused at once with UNAVAILABLE and
+grpc-retry-pushback-ms, as HTTP answers 503 with Retry-After. A message larger than --max-body-bytes is
+refused by grpc with RESOURCE_EXHAUSTED, as HTTP answers 413. Methods of Triton's extensions (model
+repository, statistics, streaming, shared memory, trace) answer UNIMPLEMENTED.
 
 Lifecycle (driven by `server.DrainingServer`): the listener starts before HTTP's, so a busy port stops the
 process before it serves anything; on SIGTERM readiness fails at once (ServerReady false, health
@@ -29,17 +31,17 @@ before its handler runs, so unlike HTTP nothing is "arriving" for the batcher to
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 
 import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from modelops_inference import grpc_protocol as wire
-from modelops_inference.errors import InferenceError, grpc_code, status_code
+from modelops_inference.errors import InferenceError, Overloaded, grpc_code, status_code
+from modelops_inference.protocol import EXTENSIONS
 from modelops_inference.runtime import PLATFORM
 from modelops_inference.server import SERVER_NAME, ModelServer, log_error, server_version
 
@@ -108,18 +110,6 @@ class GrpcServer:
         await asyncio.shield(self._stopped)
 
 
-@contextlib.contextmanager
-def admitted(server: ModelServer) -> Iterator[None]:
-    """Admission hook: a gRPC inference is inside the server (counted against the HTTP half's
-    --max-queue-depth) from before it is parsed until its answer is built, and is refused at once when
-    the server is full, as HTTP answers 503 + Retry-After. That admission control (issue 17, HTTP half)
-    is not on this branch; at merge the body becomes `with server.admission.admitted(): yield`. The
-    `Overloaded` error it raises (503, `retry_after_seconds`) is answered UNAVAILABLE, the code gRPC
-    clients retry with backoff, with grpc-retry-pushback-ms, by `_answered` and the error table. Until
-    then every request is admitted."""
-    yield
-
-
 class InferenceService:
     """The six v2 methods over the shared ModelServer: each takes its request message and returns the
     response message, or raises an InferenceError the caller answers through the error table."""
@@ -138,7 +128,8 @@ class InferenceService:
         return wire.ModelReadyResponse(ready=self.server.ready)
 
     async def server_metadata(self, request: Message) -> Message:
-        return wire.ServerMetadataResponse(name=SERVER_NAME, version=server_version(), extensions=[])
+        return wire.ServerMetadataResponse(name=SERVER_NAME, version=server_version(),
+                                           extensions=EXTENSIONS)
 
     async def model_metadata(self, request: Message) -> Message:
         server = self.server
@@ -148,20 +139,22 @@ class InferenceService:
                                    server.runtime.outputs)
 
     async def model_infer(self, request: Message) -> Message:
+        """Admitted first, against the --max-queue-depth HTTP inferences share, as HTTP admits before it
+        reads a body: a full server answers `Overloaded` at once, before any other work."""
         server = self.server
-        in_flight = server.metrics.in_flight_child
-        in_flight.inc()
-        try:
-            server.check_model(request.model_name, request.model_version or None)
-            runner = server.loaded_runner()
-            with admitted(server):
+        with server.admission.admitted():
+            in_flight = server.metrics.in_flight_child
+            in_flight.inc()
+            try:
+                server.check_model(request.model_name, request.model_version or None)
+                runner = server.loaded_runner()
                 runtime = server.runtime
                 parsed = wire.parse_infer_request(request, runtime.inputs, runtime.outputs)
                 outputs = await runner.submit(parsed.inputs)
                 return wire.infer_response(request.model_name, server.config.model_version, parsed, outputs,
                                            raw=bool(request.raw_input_contents))
-        finally:
-            in_flight.dec()
+            finally:
+                in_flight.dec()
 
 
 def inference_handler(server: ModelServer) -> grpc.GenericRpcHandler:
@@ -195,7 +188,10 @@ def _answered(server: ModelServer, method: str, endpoint: str, request_class: ty
             return response.SerializeToString()
         except InferenceError as error:
             status = status_code(error)
-            log_error(path, status, error, protocol="grpc", grpc_code=grpc_code(status))
+            if isinstance(error, Overloaded):
+                server.note_overload()  # logged now and then, not once per refusal, as over HTTP
+            else:
+                log_error(path, status, error, protocol="grpc", grpc_code=grpc_code(status))
             await abort(context, status, str(error), error.retry_after_seconds)
         except asyncio.CancelledError:
             status = 499  # the client went away or its deadline passed

@@ -175,7 +175,7 @@ class ModelServer:
         now = time.monotonic()
         if now - self._overload_logged_at >= OVERLOAD_LOG_SECONDS:
             rejected = self.admission.rejected
-            log.warning("at capacity: refusing inference requests with 503 and Retry-After",
+            log.warning("at capacity: refusing inference requests (HTTP 503 with Retry-After, gRPC UNAVAILABLE)",
                         extra={"event": "overloaded", "limit": self.admission.limit,
                                "rejected_since_last_log": rejected - self._overload_logged_count,
                                "rejected_total": rejected})

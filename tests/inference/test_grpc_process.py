@@ -22,7 +22,7 @@ from tritonclient.utils import InferenceServerException
 
 from ..support import wait_until
 from . import models
-from .test_server_process import SERVE, _sample, serve
+from .test_server_process import SERVE, _sample, serve, v2_body
 
 
 def ready_client(server) -> triton.InferenceServerClient:
@@ -206,6 +206,57 @@ def test_in_flight_grpc_requests_finish_after_sigterm_and_new_ones_are_refused(t
     events = [json.loads(line).get("event") for line in server.log.read_text().splitlines() if line.strip()]
     assert "draining" in events
 
+
+def test_a_full_server_refuses_grpc_at_once_and_http_and_grpc_share_the_one_limit(tmp_path):
+    slow = models.slow(tmp_path / "slow.onnx")
+    args = ("--model-uri", str(slow), "--model-name", "mlp", "--batching", "false", "--max-queue-depth", "2")
+    rows = np.ones((256, 4), np.float32)
+    path = "/v2/models/mlp/infer"
+    with serve(tmp_path, *args) as server:
+        server.wait_ready()
+
+        async def scenario():
+            client = triton_aio.InferenceServerClient(server.grpc_target)
+            async with httpx.AsyncClient(timeout=60) as http:
+
+                async def filled_by(requests) -> list[asyncio.Future]:
+                    sending = [asyncio.ensure_future(r) for r in requests]
+                    while _sample((await http.get(server.url + "/metrics")).text,
+                                  "modelops_inference_queue_depth{") < 2:
+                        await asyncio.sleep(0.01)
+                    return sending
+
+                # two HTTP requests fill the server: a gRPC one is refused while they are still running
+                sending = await filled_by(http.post(server.url + path, json=v2_body(rows)) for _ in range(2))
+                try:
+                    await client.infer("mlp", [fp32_input("input", rows)], client_timeout=30)
+                    grpc_refused = None
+                except InferenceServerException as e:
+                    grpc_refused = (e.status(), e.message(), any(s.done() for s in sending))
+                over_http = await asyncio.gather(*sending)
+                # two gRPC requests fill it: an HTTP one is refused while they are still running
+                sending = await filled_by(client.infer("mlp", [fp32_input("input", rows)], client_timeout=60)
+                                          for _ in range(2))
+                refused = await http.post(server.url + path, json=v2_body(rows))
+                http_refused = (refused.status_code, refused.headers.get("retry-after"), any(s.done() for s in sending))
+                over_grpc = await asyncio.gather(*sending)
+                metrics = (await http.get(server.url + "/metrics")).text
+            await client.close()
+            return grpc_refused, over_http, http_refused, over_grpc, metrics
+
+        grpc_refused, over_http, http_refused, over_grpc, metrics = asyncio.run(scenario())
+    assert grpc_refused == ("StatusCode.UNAVAILABLE", "server is at capacity (2 inference requests in progress, "
+                            "--max-queue-depth); retry after 1 s", False)
+    assert http_refused == (503, "1", False)
+    assert [r.status_code for r in over_http] == [200, 200]
+    for result in over_grpc:
+        np.testing.assert_allclose(result.as_numpy("output"), rows)
+    assert _sample(metrics, "modelops_inference_requests_rejected_total{") == 2
+    assert _sample(metrics, "modelops_inference_queue_depth{") == 0
+    assert _sample(metrics, 'modelops_inference_requests_total{endpoint="infer",model_name="mlp",model_version="",'
+                            'protocol="grpc",status_code="503"}') == 1
+    overloaded = [line for line in server.log_lines() if line.get("event") == "overloaded"]
+    assert len(overloaded) == 1  # logged once for both refusals, whichever protocol
 
 
 def test_a_second_sigterm_cuts_in_flight_grpc_calls_short(tmp_path):

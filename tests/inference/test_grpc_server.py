@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modelops_inference import grpc_protocol as wire
 from modelops_inference.errors import ModelNotReady
+from modelops_inference.protocol import EXTENSIONS
 from modelops_inference.runtime import ModelRuntime
 from modelops_inference.server import create_app
 from modelops_inference.tensors import to_raw
@@ -80,6 +81,8 @@ def test_health_readiness_and_metadata(serving):
     assert call(target, "ModelReady", wire.ModelReadyRequest(name="mlp", version="3"), wire.ModelReadyResponse).ready
     meta = call(target, "ServerMetadata", wire.ServerMetadataRequest(), wire.ServerMetadataResponse)
     assert meta.name == "modelops-inference" and meta.version
+    # the server's extensions, as GET /v2 lists them: one server, whichever protocol asks
+    assert list(meta.extensions) == list(EXTENSIONS) == ["binary_tensor_data", "parameters"]
     model = call(target, "ModelMetadata", wire.ModelMetadataRequest(name="mlp"), wire.ModelMetadataResponse)
     assert (model.name, list(model.versions), model.platform) == ("mlp", ["3"], "onnxruntime_onnx")
     assert [(t.name, t.datatype, list(t.shape)) for t in model.inputs] == [("input", "FP32", [-1, 4])]
@@ -181,6 +184,20 @@ def test_an_error_that_says_when_to_retry_sends_grpc_retry_pushback(serving):
     code, details, trailers = code_of(lambda: infer(serving.target, ROWS))
     assert (code, details) == (grpc.StatusCode.UNAVAILABLE, "queue full: 64 requests waiting (--max-queue)")
     assert ("grpc-retry-pushback-ms", "1500") in trailers
+
+
+def test_a_full_server_refuses_grpc_inference_at_once_with_unavailable_and_retry_pushback(mlp_path):
+    with grpc_serving(model_uri=str(mlp_path), max_queue_depth=1) as serving:
+        admission = serving.server.admission
+        assert admission.try_admit()  # what an HTTP request does: the one place is taken
+        try:
+            code, details, trailers = code_of(lambda: infer(serving.target, ROWS))
+        finally:
+            admission.release()
+        assert (code, details) == (grpc.StatusCode.UNAVAILABLE, str(admission.overloaded()))
+        assert ("grpc-retry-pushback-ms", "1000") in trailers
+        assert (admission.rejected, admission.in_flight, in_flight(serving.server)) == (1, 0, 0)
+        assert probabilities(infer(serving.target, ROWS)).shape == (2, 3)  # room again
 
 
 def scrape(server) -> dict:
