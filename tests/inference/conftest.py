@@ -97,13 +97,8 @@ def identity_path(model_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def every_datatype_path(model_dir) -> Path:
-    return models.every_datatype(model_dir / "every_datatype.onnx")
-
-
-@pytest.fixture(scope="session")
-def typed_datatypes_path(model_dir) -> Path:
-    return models.every_datatype(model_dir / "typed_datatypes.onnx", models.TYPED_DATATYPES)
+def typed_types_path(model_dir) -> Path:
+    return models.all_types(model_dir / "typed_types.onnx", datatypes=models.TYPED_DATATYPES)
 
 
 @dataclass

@@ -104,17 +104,27 @@ V2_TO_ONNX = {
 }
 
 
-def all_types(path: Path, width: int = 2) -> Path:
+# Every datatype but FP16, which has no typed gRPC contents field: a model of only these can take every
+# input as typed contents too.
+TYPED_DATATYPES = tuple(t for t in V2_TO_ONNX if t != "FP16")
+
+
+def all_types(path: Path, width: int = 2, datatypes: tuple[str, ...] = tuple(V2_TO_ONNX)) -> Path:
     """One input per v2 datatype, named after it in lower case (`bool`, `uint8`, …, `bytes`), each of
     shape [batch, width] and passed through Identity to `<name>_out`: every answer is exactly what was
     sent, so a round trip proves both directions of every encoding."""
-    names = [t.lower() for t in V2_TO_ONNX]
+    names = [t.lower() for t in datatypes]
     nodes = [helper.make_node("Identity", [n], [f"{n}_out"]) for n in names]
     inputs = [helper.make_tensor_value_info(n, V2_TO_ONNX[t], ["batch", width])
-              for n, t in zip(names, V2_TO_ONNX, strict=True)]
+              for n, t in zip(names, datatypes, strict=True)]
     outputs = [helper.make_tensor_value_info(f"{n}_out", V2_TO_ONNX[t], ["batch", width])
-               for n, t in zip(names, V2_TO_ONNX, strict=True)]
+               for n, t in zip(names, datatypes, strict=True)]
     return save(_model(nodes, inputs, outputs, [], "all_types"), path)
+
+
+def all_types_rows(rows: int, seed: int = 0, datatypes: tuple[str, ...] = tuple(V2_TO_ONNX)) -> dict[str, np.ndarray]:
+    """Inputs for `all_types`, by input name: `rows` rows of `sample` values of each datatype."""
+    return {t.lower(): sample(t, rows, seed=seed) for t in datatypes}
 
 
 def identity(path: Path, datatype: str = "FP32", width: int = 2) -> Path:
@@ -145,50 +155,3 @@ def sample(datatype: str, rows: int, width: int = 2, seed: int = 0) -> np.ndarra
     values.flat[0] = info.min
     values.flat[-1] = info.max
     return values
-
-
-# Every v2 datatype and the ONNX element type it is served from.
-DATATYPES = {
-    "BOOL": TensorProto.BOOL, "UINT8": TensorProto.UINT8, "UINT16": TensorProto.UINT16,
-    "UINT32": TensorProto.UINT32, "UINT64": TensorProto.UINT64, "INT8": TensorProto.INT8,
-    "INT16": TensorProto.INT16, "INT32": TensorProto.INT32, "INT64": TensorProto.INT64,
-    "FP16": TensorProto.FLOAT16, "FP32": TensorProto.FLOAT, "FP64": TensorProto.DOUBLE, "BYTES": TensorProto.STRING,
-}
-
-
-def every_datatype(path: Path, datatypes: tuple[str, ...] = tuple(DATATYPES)) -> Path:
-    """One input `in_<datatype>` [batch, 2] per v2 datatype, answered unchanged as `out_<datatype>`
-    (Identity): every datatype's way in and out, in one request. (Without FP16, which has no typed
-    gRPC contents field, every input can also travel as typed contents.)"""
-    nodes, inputs, outputs = [], [], []
-    for datatype in datatypes:
-        element = DATATYPES[datatype]
-        name = datatype.lower()
-        nodes.append(helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"]))
-        inputs.append(helper.make_tensor_value_info(f"in_{name}", element, ["batch", 2]))
-        outputs.append(helper.make_tensor_value_info(f"out_{name}", element, ["batch", 2]))
-    return save(_model(nodes, inputs, outputs, [], "every_datatype"), path)
-
-
-def every_datatype_rows(rows: int, seed: int = 0, datatypes: tuple[str, ...] = tuple(DATATYPES)
-                        ) -> dict[str, np.ndarray]:
-    """Inputs for `every_datatype`: `rows` rows of values spread over each datatype's range."""
-    rng = np.random.default_rng(seed)
-    out = {}
-    for datatype in datatypes:
-        name = f"in_{datatype.lower()}"
-        if datatype == "BOOL":
-            out[name] = rng.integers(0, 2, (rows, 2)).astype(bool)
-        elif datatype == "BYTES":
-            out[name] = np.array([[f"r{r}c{c}-é" for c in range(2)] for r in range(rows)], dtype=object)
-        elif datatype.startswith("FP"):
-            dtype = {"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}[datatype]
-            out[name] = rng.normal(size=(rows, 2)).astype(dtype)
-        else:
-            dtype = np.dtype(datatype.lower())
-            info = np.iinfo(dtype)
-            out[name] = rng.integers(info.min, info.max, (rows, 2), dtype=dtype, endpoint=True)
-    return out
-
-
-TYPED_DATATYPES = tuple(d for d in DATATYPES if d != "FP16")

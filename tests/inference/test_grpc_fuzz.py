@@ -20,11 +20,12 @@ from modelops_inference.tensors import V2_TO_NUMPY, to_raw
 
 from . import models
 from .conftest import grpc_serving
+from .test_grpc_protocol import all_types_request
 
 # What a request the client got wrong may be answered with; anything else is a server bug.
 CLIENT_ERRORS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.OUT_OF_RANGE,
                  grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED}
-NAMES = [f"in_{d.lower()}" for d in models.DATATYPES]
+NAMES = [d.lower() for d in models.V2_TO_ONNX]
 DATATYPE_NAMES = [*V2_TO_NUMPY, "FLOAT", "fp32", "", "INT128"]
 FIELDS = [f.name for f in wire.InferTensorContents.DESCRIPTOR.fields]
 FUZZ = settings(max_examples=300, derandomize=True, database=None, deadline=None,
@@ -32,10 +33,10 @@ FUZZ = settings(max_examples=300, derandomize=True, database=None, deadline=None
 
 
 @pytest.fixture(scope="module")
-def target(every_datatype_path, typed_datatypes_path):
+def target(all_types_path, typed_types_path):
     """Channels by encoding: "raw" to the model of every datatype, "typed" to the one without FP16."""
-    with (grpc_serving(model_uri=str(every_datatype_path), model_name="every") as raw,
-          grpc_serving(model_uri=str(typed_datatypes_path), model_name="every") as typed,
+    with (grpc_serving(model_uri=str(all_types_path), model_name="every") as raw,
+          grpc_serving(model_uri=str(typed_types_path), model_name="every") as typed,
           grpc.insecure_channel(raw.target) as raw_channel, grpc.insecure_channel(typed.target) as typed_channel):
         yield {True: raw_channel, False: typed_channel}
 
@@ -51,18 +52,8 @@ def send(channel, data: bytes, timeout: float = 10):
 
 def valid_request(rows: int = 2, raw: bool = True, seed: int = 0):
     """A request the raw (every datatype) or typed (no FP16) model answers, and the arrays it sends."""
-    arrays = models.every_datatype_rows(rows, seed, tuple(models.DATATYPES) if raw else models.TYPED_DATATYPES)
-    message = wire.ModelInferRequest(model_name="every", id="valid")
-    for name, array in arrays.items():
-        datatype = name.removeprefix("in_").upper()
-        tensor = message.inputs.add(name=name, datatype=datatype, shape=array.shape)
-        if raw:
-            message.raw_input_contents.append(bytes(to_raw(array)))
-        else:
-            field, _ = wire.CONTENTS_FIELDS[datatype]
-            values = array.ravel().tolist()
-            getattr(tensor.contents, field).extend([v.encode() for v in values] if datatype == "BYTES" else values)
-    return message, arrays
+    arrays = models.all_types_rows(rows, seed, tuple(models.V2_TO_ONNX) if raw else models.TYPED_DATATYPES)
+    return all_types_request(arrays, raw, wire.ModelInferRequest, id="valid"), arrays
 
 
 def answered(response) -> dict[str, np.ndarray]:
@@ -86,7 +77,7 @@ def assert_answers(channel, raw: bool, rows: int = 1) -> None:
     assert response.id == "valid" and bool(response.raw_output_contents) is raw
     out = answered(response)
     for name, array in arrays.items():
-        assert out[name.replace("in_", "out_")] == bytes(to_raw(array)), name
+        assert out[f"{name}_out"] == bytes(to_raw(array)), name
 
 
 def check(target, raw: bool, data: bytes) -> None:
@@ -154,7 +145,7 @@ def mutated_requests(draw) -> tuple[bool, bytes]:
             field = draw(st.sampled_from(FIELDS))
             getattr(tensor.contents, field).extend(draw(values[field]))
         elif kind == "prefix" and message.raw_input_contents:
-            i = NAMES.index("in_bytes")
+            i = NAMES.index("bytes")
             if i < len(message.raw_input_contents):
                 data = message.raw_input_contents[i]
                 length = draw(st.sampled_from([0, 1, 5, 2**31, 2**32 - 1]))
@@ -162,7 +153,7 @@ def mutated_requests(draw) -> tuple[bool, bytes]:
         elif kind == "text":
             _replace_text(message, raw, draw(st.integers(0, 5)), draw(st.binary(max_size=6)))
         elif kind == "outputs":
-            message.outputs.add(name=draw(st.sampled_from(["out_fp32", "out_bytes", "nope", ""])))
+            message.outputs.add(name=draw(st.sampled_from(["fp32_out", "bytes_out", "nope", ""])))
         elif kind == "shared_memory":
             tensor.parameters["shared_memory_region"].string_param = "r0"
     return raw, message.SerializeToString()
@@ -171,9 +162,9 @@ def mutated_requests(draw) -> tuple[bool, bytes]:
 def _replace_text(message, raw: bool, element: int, value: bytes) -> None:
     """One element of the BYTES input (if still there and that long) becomes `value`, well framed."""
     names = [t.name for t in message.inputs]
-    if "in_bytes" not in names:
+    if "bytes" not in names:
         return
-    i = names.index("in_bytes")
+    i = names.index("bytes")
     if not raw:
         items = message.inputs[i].contents.bytes_contents
         if element < len(items):

@@ -97,23 +97,23 @@ def test_tritonclient_talks_to_the_mlp_unchanged(tmp_path, mlp_path, mlp_sha256)
         "grpc", "INVALID_ARGUMENT", "WARNING")
 
 
-def test_every_datatype_round_trips_through_tritonclient(tmp_path, every_datatype_path):
-    with serve(tmp_path, "--model-uri", str(every_datatype_path), "--model-name", "every") as server:
+def test_every_datatype_round_trips_through_tritonclient(tmp_path, all_types_path):
+    with serve(tmp_path, "--model-uri", str(all_types_path), "--model-name", "every") as server:
         client = ready_client(server)
-        arrays = models.every_datatype_rows(3, seed=4)
+        arrays = models.all_types_rows(3, seed=4)
         tensors = []
         for name, array in arrays.items():
-            tensor = triton.InferInput(name, list(array.shape), name.removeprefix("in_").upper())
+            tensor = triton.InferInput(name, list(array.shape), name.upper())
             tensor.set_data_from_numpy(array)
             tensors.append(tensor)
         result = client.infer("every", tensors)
         for name, sent in arrays.items():
-            got = result.as_numpy(name.replace("in_", "out_"))
+            got = result.as_numpy(f"{name}_out")
             if sent.dtype == object:
                 got = np.vectorize(bytes.decode, otypes=[object])(got)
             assert got.dtype == sent.dtype and got.tolist() == sent.tolist(), name
         metadata = client.get_model_metadata("every", as_json=True)
-        assert [i["datatype"] for i in metadata["inputs"]] == list(models.DATATYPES)
+        assert [i["datatype"] for i in metadata["inputs"]] == list(models.V2_TO_ONNX)
         client.close()
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from google.protobuf.message import Message
 from tritonclient.grpc import service_pb2 as triton
 
 from modelops_inference import grpc_descriptor
@@ -21,8 +22,8 @@ from . import models
 
 MLP_IN = [TensorSpec("input", "FP32", (-1, 4))]
 MLP_OUT = [TensorSpec("probabilities", "FP32", (-1, 3))]
-EVERY_IN = [TensorSpec(f"in_{d.lower()}", d, (-1, 2)) for d in models.DATATYPES]
-EVERY_OUT = [TensorSpec(f"out_{d.lower()}", d, (-1, 2)) for d in models.DATATYPES]
+EVERY_IN = [TensorSpec(d.lower(), d, (-1, 2)) for d in models.V2_TO_ONNX]
+EVERY_OUT = [TensorSpec(f"{d.lower()}_out", d, (-1, 2)) for d in models.V2_TO_ONNX]
 
 _hack = importlib.util.spec_from_file_location("grpc_descriptor_hack",
                                                Path(__file__).parents[2] / "hack" / "grpc_descriptor.py")
@@ -48,10 +49,13 @@ def rejects(match: str, message, inputs=MLP_IN):
         parse(message, inputs)
 
 
-def every_datatype_request(arrays: dict[str, np.ndarray], raw: bool) -> triton.ModelInferRequest:
-    message = triton.ModelInferRequest(model_name="every")
+def all_types_request(arrays: dict[str, np.ndarray], raw: bool, message_class=triton.ModelInferRequest,
+                      **fields) -> Message:
+    """A request to `models.all_types` sending `arrays` (by input name) as raw bytes or typed contents, built
+    with `message_class` (tritonclient's by default, or `grpc_protocol`'s)."""
+    message = message_class(model_name="every", **fields)
     for name, array in arrays.items():
-        datatype = name.removeprefix("in_").upper()
+        datatype = name.upper()
         tensor = message.inputs.add(name=name, datatype=datatype, shape=array.shape)
         if raw:
             message.raw_input_contents.append(bytes(to_raw(array)))
@@ -125,11 +129,9 @@ def test_no_id_and_no_outputs_mean_none():
 
 @pytest.mark.parametrize("raw", [True, False], ids=["raw", "contents"])
 def test_every_datatype_arrives_intact(raw):
-    arrays = models.every_datatype_rows(3)
-    if not raw:
-        arrays.pop("in_fp16")
+    arrays = models.all_types_rows(3, datatypes=tuple(models.V2_TO_ONNX) if raw else models.TYPED_DATATYPES)
     inputs = [s for s in EVERY_IN if s.name in arrays]
-    request = parse(every_datatype_request(arrays, raw), inputs, EVERY_OUT)
+    request = parse(all_types_request(arrays, raw), inputs, EVERY_OUT)
     for name, want in arrays.items():
         got = request.inputs[name]
         assert got.dtype == want.dtype and got.shape == want.shape, name
@@ -297,20 +299,19 @@ def test_raw_requests_get_raw_outputs_and_typed_requests_typed_ones():
 
 @pytest.mark.parametrize("raw", [True, False], ids=["raw", "contents"])
 def test_every_datatype_leaves_intact(raw):
-    arrays = {name.replace("in_", "out_"): a for name, a in models.every_datatype_rows(2).items()}
+    arrays = {f"{name}_out": a for name, a in models.all_types_rows(2).items()}
     request = parse(mlp_request())
     response = _read(wire.infer_response("every", "", request, arrays, raw=raw))
     # FP16 has no typed field, so a model with an FP16 output answers raw whatever the request used
     assert len(response.raw_output_contents) == len(arrays)
     for tensor, encoded, (name, want) in zip(response.outputs, response.raw_output_contents, arrays.items(),
                                              strict=True):
-        assert (tensor.name, tensor.datatype, list(tensor.shape)) == (name, name[4:].upper(), [2, 2])
+        assert (tensor.name, tensor.datatype, list(tensor.shape)) == (name, name.removesuffix("_out").upper(), [2, 2])
         assert encoded == bytes(to_raw(want))
 
 
 def test_typed_outputs_of_every_datatype_but_fp16():
-    arrays = {name.replace("in_", "out_"): a for name, a in models.every_datatype_rows(2).items()
-              if name != "in_fp16"}
+    arrays = {f"{name}_out": a for name, a in models.all_types_rows(2, datatypes=models.TYPED_DATATYPES).items()}
     response = _read(wire.infer_response("every", "", parse(mlp_request()), arrays, raw=False))
     assert not response.raw_output_contents
     for tensor, (name, want) in zip(response.outputs, arrays.items(), strict=True):

@@ -162,7 +162,7 @@ def test_binary_inputs_with_json_outputs_are_plain_json(client):
 def test_every_datatype_in_json_and_in_binary(all_types_path):
     with make_client(model_uri=str(all_types_path), model_name="all") as c:
         wait_ready(c)
-        samples = {t.lower(): models.sample(t, 3, seed=1) for t in models.V2_TO_ONNX}
+        samples = models.all_types_rows(3, seed=1)
         as_json = [{"name": n, "shape": [3, 2], "datatype": n.upper(), "data": tensors_module.to_json(a)}
                    for n, a in samples.items()]
         payload = protocol.dumps({"inputs": as_json})
