@@ -46,8 +46,9 @@ class ModelNotReady(InferenceError):
 
 
 class Overloaded(InferenceError):
-    """The server already holds `--max-queue-depth` inference requests: answered at once, with
-    `Retry-After`, so a queue never grows until every caller times out."""
+    """The server already holds `--max-queue-depth` inference requests (HTTP and gRPC together): answered
+    at once, with `Retry-After` (gRPC: UNAVAILABLE with grpc-retry-pushback-ms), so a queue never grows
+    until every caller times out."""
 
     retry_after_seconds = 1
 
