@@ -1,5 +1,5 @@
 # Inference server (inference/, Dockerfile.inference, benchmarks/inference.py).
-.PHONY: inference-test inference-image inference-wheels inference-bench
+.PHONY: inference-test inference-image inference-wheels inference-bench inference-proto
 
 inference-test: setup ## inference server tests (the image test included: needs docker)
 	@bash hack/docker.sh && .venv/bin/pytest tests/inference
@@ -12,3 +12,6 @@ inference-image: setup ## build Dockerfile.inference on the local base image as 
 
 inference-bench: setup ## benchmark modelops-serve vs raw onnxruntime, mlflow models serve, torch eager
 	@.venv/bin/python benchmarks/inference.py
+
+inference-proto: setup ## recompile inference/modelops_inference/grpc_predict_v2.proto into grpc_descriptor.py
+	@.venv/bin/python hack/grpc_descriptor.py

@@ -1,10 +1,14 @@
-"""modelops inference server: one ONNX model behind the Open Inference Protocol v2 (and KServe v1).
+"""modelops inference server: one ONNX model behind the Open Inference Protocol v2 over HTTP and gRPC
+(and KServe v1).
 
 Modules, one concern each: `config` (flags and MODELOPS_* environment), `protocol` (v2/v1 request
-validation and response bodies), `errors` (the one error table), `runtime` (fetch, verify, open and
-warm up the onnxruntime session), `batching` (dynamic batching and the model thread), `metrics`
-(Prometheus), `logging` (JSON logs), `http` (uvicorn protocol tweak), `server` (ASGI app, lifespan,
-graceful shutdown) and `cli` (`modelops-serve`).
+validation and response bodies, the binary tensor data extension, the checks gRPC shares), `tensors`
+(every v2 datatype in JSON and raw bytes), `grpc_protocol` (v2 gRPC messages to and from arrays),
+`grpc_descriptor` (the compiled grpc_predict_v2.proto), `errors` (the one error table), `runtime`
+(fetch, verify, open and warm up the onnxruntime session), `batching` (dynamic batching and the model
+thread), `admission` (the queue-depth limit every front end shares), `metrics` (Prometheus), `logging`
+(JSON logs), `http` (uvicorn protocol tweak), `server` (ASGI app, lifespan, graceful shutdown),
+`grpc_server` (the gRPC and health services on the same loop and runner) and `cli` (`modelops-serve`).
 """
 
 import os

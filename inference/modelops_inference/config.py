@@ -24,6 +24,8 @@ class ServerConfig:
     model_dir: str = ""
     host: str = "0.0.0.0"
     port: int = 8080
+    grpc: bool = True
+    grpc_port: int = 8081
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     batching: bool = True
@@ -31,6 +33,9 @@ class ServerConfig:
     max_batch_delay_ms: float = 2.0
     inline_below_ms: float = 0.1
     max_body_bytes: int = 8 * 1024 * 1024
+    # Two full batches' worth: enough to keep the model busy, little enough that an admitted request
+    # waits a few milliseconds, not seconds, when far more clients than that are sending.
+    max_queue_depth: int = 128
     drain_seconds: float = 0.0
     graceful_timeout_seconds: float = 30.0
     load_attempts: int = 3
@@ -50,6 +55,13 @@ class ServerConfig:
             raise ValueError(f"--max-batch-delay-ms must not be negative, got {self.max_batch_delay_ms}")
         if self.max_body_bytes < 1:
             raise ValueError(f"--max-body-bytes must be positive, got {self.max_body_bytes}")
+        if self.max_queue_depth < 0:
+            raise ValueError(f"--max-queue-depth must be 0 (no limit) or more, got {self.max_queue_depth}")
+        if self.grpc and not 0 < self.grpc_port < 65536:
+            raise ValueError(f"--grpc-port must be a TCP port (1-65535), got {self.grpc_port}; "
+                             "--grpc false turns gRPC off")
+        if self.grpc and self.grpc_port == self.port:
+            raise ValueError(f"--grpc-port and --port are both {self.port}; gRPC needs a port of its own")
 
 
 def default_model_name(uri: str) -> str:
@@ -106,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     add("--load-attempts", "tries to fetch the model before giving up (transient MLflow errors)", int)
 
     add("--host", "address to bind")
-    add("--port", "port to listen on", int)
+    add("--port", "port to listen on (HTTP)", int)
+    add("--grpc", "also serve the v2 gRPC protocol and grpc.health.v1 (true/false)", _bool)
+    add("--grpc-port", "port the gRPC protocol listens on", int)
     add("--intra-op-threads", "onnxruntime threads inside one operator (0: one per core)", int)
     add("--inter-op-threads", "onnxruntime threads across operators", int)
     add("--batching", "merge concurrent requests into one model run (true/false)", _bool)
@@ -115,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--inline-below-ms", "model runs expected to take less than this run on the event loop instead of "
         "a model thread (cheaper than the hand-off; 0: always a thread)", float)
     add("--max-body-bytes", "largest request body accepted (bigger gets 413)", int)
+    add("--max-queue-depth", "most inference requests in the server at once (being read, waiting for a "
+        "batch or running); past it requests get 503 with Retry-After at once (0: no limit)", int)
     add("--drain-seconds", "after SIGTERM, keep serving this long with readiness failing, so load "
         "balancers stop sending, before closing the listener", float)
     add("--graceful-timeout-seconds", "longest wait for in-flight requests after draining", float)
@@ -127,6 +143,7 @@ def parse_args(argv: list[str] | None = None) -> ServerConfig:
     args = parser.parse_args(argv)
     values = {f.name: getattr(args, f.name) for f in fields(ServerConfig)}
     values["batching"] = _bool(values["batching"])
+    values["grpc"] = _bool(values["grpc"])
     try:
         return ServerConfig(**values)
     except ValueError as e:

@@ -1,6 +1,11 @@
 """Prometheus metrics, named by Prometheus conventions: one `modelops_inference_` prefix, base units,
 `_total` counters, an `_info` metric for metadata, `model_name`/`model_version` labels, and every
 series the dashboards chart initialised to 0 so rates exist before the first request.
+
+HTTP and gRPC requests are the same series told apart by a `protocol` label (two values). Both use the
+same endpoint names (`infer`, `model_metadata`, `health_ready`, ...) and an HTTP `status_code` (gRPC
+answers are counted by the HTTP status of the same outcome), so every dashboard panel and alert that
+sums over endpoints covers both protocols without a change.
 """
 
 from __future__ import annotations
@@ -15,14 +20,16 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from modelops_inference.admission import Admission
 from modelops_inference.errors import STATUS_CODES
 
 PREFIX = "modelops_inference_"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 ROWS_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
-# Endpoints whose request series are created at start-up, with these status codes.
-INFERENCE_ENDPOINTS = ("infer", "predict")
+# Endpoints whose request series are created at start-up, per protocol, with these status codes.
+INFERENCE_ENDPOINTS = {"http": ("infer", "predict"), "grpc": ("infer",)}
 INITIAL_STATUS_CODES = (200, *sorted(set(STATUS_CODES.values())))
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -31,18 +38,20 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 class Metrics:
     """Every metric of one server, in its own registry (so tests can build many apps)."""
 
-    def __init__(self, model_name: str, model_version: str, registry: CollectorRegistry | None = None):
+    def __init__(self, model_name: str, model_version: str, registry: CollectorRegistry | None = None,
+                 protocols: tuple[str, ...] = ("http",)):
         self.registry = registry or CollectorRegistry()
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self._model = (model_name, model_version)
         model = ["model_name", "model_version"]
         r = self.registry
-        self.requests = Counter(PREFIX + "requests", "HTTP requests answered, by endpoint and status code.",
-                                [*model, "endpoint", "status_code"], registry=r)
+        self.requests = Counter(PREFIX + "requests", "Requests answered, by protocol (http, grpc), endpoint and "
+                                "HTTP status code (gRPC answers by the HTTP status of the same outcome).",
+                                [*model, "protocol", "endpoint", "status_code"], registry=r)
         self.request_duration = Histogram(
             PREFIX + "request_duration_seconds", "Time from request received to response sent.",
-            [*model, "endpoint"], buckets=LATENCY_BUCKETS, registry=r)
+            [*model, "protocol", "endpoint"], buckets=LATENCY_BUCKETS, registry=r)
         self.run_duration = Histogram(
             PREFIX + "model_run_duration_seconds", "Time of one onnxruntime session.run (one batch).",
             model, buckets=LATENCY_BUCKETS, registry=r)
@@ -59,12 +68,13 @@ class Metrics:
                                          registry=r)
         self.model_info = Gauge(PREFIX + "model_info", "The served model: always 1, facts in labels.",
                                 [*model, "sha256", "platform"], registry=r)
-        self._request_children: dict[tuple[str, int], Counter] = {}
-        self._duration_children: dict[str, Histogram] = {}
-        for endpoint in INFERENCE_ENDPOINTS:
-            self.request_duration.labels(*self._model, endpoint)
-            for code in INITIAL_STATUS_CODES:
-                self.requests.labels(*self._model, endpoint, str(code))
+        self._request_children: dict[tuple[str, str, int], Counter] = {}
+        self._duration_children: dict[tuple[str, str], Histogram] = {}
+        for protocol in protocols:
+            for endpoint in INFERENCE_ENDPOINTS[protocol]:
+                self.request_duration.labels(*self._model, protocol, endpoint)
+                for code in INITIAL_STATUS_CODES:
+                    self.requests.labels(*self._model, protocol, endpoint, str(code))
         self.run_duration.labels(*self._model)
         self.batch_rows.labels(*self._model)
         self.batch_requests.labels(*self._model)
@@ -75,16 +85,16 @@ class Metrics:
         self._rows = self.batch_rows.labels(*self._model)
         self._batch_requests = self.batch_requests.labels(*self._model)
 
-    def observe_request(self, endpoint: str, status: int, seconds: float) -> None:
-        counter = self._request_children.get((endpoint, status))
+    def observe_request(self, endpoint: str, status: int, seconds: float, protocol: str = "http") -> None:
+        counter = self._request_children.get((protocol, endpoint, status))
         if counter is None:
-            counter = self._request_children[(endpoint, status)] = self.requests.labels(
-                *self._model, endpoint, str(status))
+            counter = self._request_children[(protocol, endpoint, status)] = self.requests.labels(
+                *self._model, protocol, endpoint, str(status))
         counter.inc()
-        histogram = self._duration_children.get(endpoint)
+        histogram = self._duration_children.get((protocol, endpoint))
         if histogram is None:
-            histogram = self.request_duration.labels(*self._model, endpoint)
-            self._duration_children[endpoint] = histogram
+            histogram = self.request_duration.labels(*self._model, protocol, endpoint)
+            self._duration_children[(protocol, endpoint)] = histogram
         histogram.observe(seconds)
 
     def observe_run(self, rows: int, requests: int, seconds: float) -> None:
@@ -100,6 +110,35 @@ class Metrics:
     def model_unready(self) -> None:
         self.model_ready.labels(*self._model).set(0)
 
+    def track_admission(self, admission: Admission) -> None:
+        """Exposes `admission`'s counts, read at scrape time: nothing is added to a request's path."""
+        self.registry.register(_AdmissionCollector(admission, self._model))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
+
+
+class _AdmissionCollector:
+    """The admission controller's rejections and current depth, whichever front end they came through."""
+
+    def __init__(self, admission: Admission, model: tuple[str, str]):
+        self._admission = admission
+        self._model = list(model)
+
+    def describe(self):
+        return list(self.collect())
+
+    def collect(self):
+        labels = ["model_name", "model_version"]
+        rejected = CounterMetricFamily(
+            PREFIX + "requests_rejected", "Inference requests refused at admission because --max-queue-depth "
+            "requests were already in the server (answered 503 with Retry-After).", labels=labels)
+        rejected.add_metric(self._model, self._admission.rejected)
+        depth = GaugeMetricFamily(PREFIX + "queue_depth", "Inference requests admitted and not yet answered.",
+                                  labels=labels)
+        depth.add_metric(self._model, self._admission.in_flight)
+        limit = GaugeMetricFamily(PREFIX + "queue_depth_limit", "--max-queue-depth (0: no limit).",
+                                  labels=labels)
+        limit.add_metric(self._model, self._admission.limit)
+        return [rejected, depth, limit]

@@ -1,13 +1,24 @@
-"""Open Inference Protocol v2 and KServe v1 REST shapes: parsing, validation and response bodies.
+"""Open Inference Protocol v2 and KServe v1 REST shapes: parsing, validation and response bodies,
+including the binary tensor data extension (JSON header, then raw tensors, in one body), and the checks
+that the gRPC protocol (`grpc_protocol`) shares with them.
 
-Pure functions over JSON-shaped data and numpy arrays; nothing here knows about HTTP or onnxruntime.
-Every rejection is an `InvalidInput` naming the field, what was expected and what came.
+Pure functions over JSON-shaped data, bytes and numpy arrays; nothing here knows about HTTP or
+onnxruntime. Tensor values are converted by `tensors`. Every rejection is an `InvalidInput` naming the
+field, what was expected and what came.
+
+Parameters: request-level `parameters` are accepted whatever they hold and echoed in the response;
+per-input and per-output `parameters` are accepted too. The server acts on `binary_data_size` (an
+input's bytes in the binary part), `binary_data` (an output wanted in binary) and `binary_data_output`
+(every output in binary unless its `binary_data` says otherwise); it refuses the parameters of the
+extensions it does not implement (shared memory, classification), which would otherwise be silently
+wrong, and ignores the rest.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,26 +26,32 @@ import numpy as np
 import orjson
 
 from modelops_inference.errors import InvalidInput
+from modelops_inference.tensors import (
+    V2_TO_NUMPY,
+    check_datatype,
+    datatype_of,
+    from_json,
+    from_raw,
+    to_json,
+    to_json_nested,
+    to_raw,
+)
 
-# v2 datatype names and the numpy dtypes they travel as.
-V2_TO_NUMPY: dict[str, np.dtype] = {
-    "BOOL": np.dtype(np.bool_),
-    "UINT8": np.dtype(np.uint8),
-    "UINT16": np.dtype(np.uint16),
-    "UINT32": np.dtype(np.uint32),
-    "UINT64": np.dtype(np.uint64),
-    "INT8": np.dtype(np.int8),
-    "INT16": np.dtype(np.int16),
-    "INT32": np.dtype(np.int32),
-    "INT64": np.dtype(np.int64),
-    "FP16": np.dtype(np.float16),
-    "FP32": np.dtype(np.float32),
-    "FP64": np.dtype(np.float64),
-    "BYTES": np.dtype(object),
+# What server metadata reports under "extensions" (GET /v2 and gRPC's ServerMetadata alike: both describe
+# the one server): the protocol extensions it implements. `binary_tensor_data` is HTTP's by definition
+# (gRPC carries raw tensors natively); `parameters` holds over both. Nothing gRPC-only is implemented:
+# the methods of Triton's shared-memory, model-repository, statistics, trace and streaming extensions
+# answer UNIMPLEMENTED, and their parameters are refused (UNSUPPORTED_PARAMETERS).
+EXTENSIONS: tuple[str, ...] = ("binary_tensor_data", "parameters")
+# The binary tensor data extension's request and response header (lower case, as ASGI gives headers).
+HEADER_LENGTH = b"inference-header-content-length"
+# Parameters of extensions this server does not implement: refused, since ignoring them changes answers.
+UNSUPPORTED_PARAMETERS = {
+    "shared_memory_region": "the shared-memory extension",
+    "shared_memory_byte_size": "the shared-memory extension",
+    "shared_memory_offset": "the shared-memory extension",
+    "classification": "the classification extension",
 }
-NUMPY_TO_V2: dict[np.dtype, str] = {v: k for k, v in V2_TO_NUMPY.items()}
-# numpy kinds of JSON-decoded data that may be cast to a datatype of the given kind without losing meaning.
-_ACCEPTED_KINDS = {"b": "b", "i": "biu", "u": "biu", "f": "biuf", "O": "OUS"}
 
 
 @dataclass(frozen=True)
@@ -69,10 +86,26 @@ class InferRequest:
     id: str | None = None
     outputs: list[str] | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    # Binary tensor data extension: every output in binary (`binary_data_output`), unless the output's
+    # own `binary_data` (kept here by name) says otherwise.
+    binary_output: bool = False
+    output_binary: dict[str, bool] = field(default_factory=dict)
 
     @property
     def rows(self) -> int:
         return next(iter(self.inputs.values())).shape[0]
+
+    def wants_binary(self, output: str) -> bool:
+        return self.output_binary.get(output, self.binary_output)
+
+
+@dataclass(frozen=True)
+class EncodedResponse:
+    """A v2 response body; `header_length` is set (the JSON part's size, sent as
+    Inference-Header-Content-Length) when some outputs follow the JSON as raw bytes."""
+
+    body: bytes
+    header_length: int | None = None
 
 
 def parse_json(body: bytes) -> Any:
@@ -81,32 +114,31 @@ def parse_json(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
+        if "not valid UTF-8" in str(e):  # orjson's message for any bad byte blames surrogates at char 0
+            raise InvalidInput("request body is not valid JSON: it is not UTF-8 text (with the binary tensor "
+                               "data extension, Inference-Header-Content-Length must be the JSON's size in "
+                               "bytes)") from None
         raise InvalidInput(f"request body is not valid JSON: {e}") from None
-
-
-def _kind_name(kind: str) -> str:
-    return {"b": "booleans", "i": "integers", "u": "integers", "f": "numbers", "U": "strings",
-            "S": "strings", "O": "mixed or nested values"}.get(kind, kind)
 
 
 def to_array(data: Any, spec: TensorSpec, where: str) -> np.ndarray:
     """JSON data (flat or nested) as an array of `spec`'s dtype, rejecting values of the wrong kind."""
-    try:
-        raw = np.asarray(data)
-    except (ValueError, TypeError) as e:
-        raise InvalidInput(f"{where}: data is not a regular array of {spec.datatype} values ({e})") from None
-    want = spec.dtype
-    if raw.dtype.kind not in _ACCEPTED_KINDS[want.kind] and raw.size:
-        raise InvalidInput(
-            f"{where}: datatype {spec.datatype} expects {_kind_name(want.kind)}, "
-            f"got {_kind_name(raw.dtype.kind)} (e.g. {raw.ravel()[0]!r})"
-        )
-    if raw.dtype == want:
-        return raw
-    try:
-        return raw.astype(want)
-    except (ValueError, TypeError, OverflowError) as e:
-        raise InvalidInput(f"{where}: cannot convert data to {spec.datatype} ({e})") from None
+    return from_json(data, spec.datatype, where)
+
+
+def split_binary_body(body: bytes, header_length: bytes | str) -> tuple[memoryview, memoryview]:
+    """The JSON header and the binary part of a body sent with the binary tensor data extension, where
+    `header_length` is the Inference-Header-Content-Length header: the JSON's size in bytes."""
+    text = header_length.decode("latin-1") if isinstance(header_length, bytes) else header_length
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidInput(f"Inference-Header-Content-Length: expected the JSON header's size in bytes, got "
+                           f"{_brief(text)}")
+    size = int(text)
+    if size > len(body):
+        raise InvalidInput(f"Inference-Header-Content-Length: {size} is more than the whole body "
+                           f"({len(body)} bytes)")
+    view = memoryview(body)
+    return view[:size], view[size:]
 
 
 def check_shape(shape: tuple[int, ...], spec: TensorSpec, where: str) -> None:
@@ -118,47 +150,138 @@ def check_shape(shape: tuple[int, ...], spec: TensorSpec, where: str) -> None:
         raise InvalidInput(f"{where}: empty batch, shape {list(shape)}; send at least one row")
 
 
-def _v2_input(item: Any, index: int, specs: dict[str, TensorSpec]) -> tuple[str, np.ndarray]:
+def check_header(name: Any, datatype: Any, shape: Any, index: int,
+                 specs: dict[str, TensorSpec]) -> tuple[TensorSpec, list[int]]:
+    """What every wire format (JSON data, binary data, gRPC contents, raw bytes) checks before it reads a
+    tensor's data: a known input name, the model's datatype and a shape the model accepts. Returns the
+    input's spec and the shape, so the caller can size the data before decoding any of it."""
     where = f"inputs[{index}]"
-    if not isinstance(item, dict):
-        raise InvalidInput(f"{where}: expected an object with name, shape, datatype, data; got {_type(item)}")
-    for key in ("name", "shape", "datatype", "data"):
-        if key not in item:
-            raise InvalidInput(f"{where}: missing field '{key}'")
-    name = item["name"]
     if not isinstance(name, str):
         raise InvalidInput(f"{where}.name: expected a string, got {_type(name)}")
     spec = specs.get(name)
     if spec is None:
         raise InvalidInput(f"{where}.name: unknown input '{name}'; model inputs are {sorted(specs)}")
     where = f"input '{name}'"
-    shape = item["shape"]
     if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
                                               for s in shape):
-        raise InvalidInput(f"{where}.shape: expected a list of non-negative integers, got {shape!r}")
-    datatype = item["datatype"]
-    if datatype != spec.datatype:
-        known = "" if isinstance(datatype, str) and datatype in V2_TO_NUMPY else " (not a v2 datatype)"
-        raise InvalidInput(f"{where}.datatype: {spec.datatype} expected, got {datatype!r}{known}")
+        raise InvalidInput(f"{where}.shape: expected a list of non-negative integers, got {_brief(shape)}")
+    check_datatype(datatype, spec.datatype, where + ".datatype")
     check_shape(tuple(shape), spec, where + ".shape")
-    array = to_array(item["data"], spec, where + ".data")
+    return spec, shape
+
+
+def check_count(got: int, shape: list[int], where: str, unit: str = "values") -> None:
+    """The data holds exactly as many values (or bytes) as the shape needs. Compared before an array of
+    that size exists, so a huge declared shape costs nothing."""
     count = math.prod(shape)
-    if array.size != count:
-        raise InvalidInput(f"{where}.data: shape {shape} needs {count} values, got {array.size}")
-    return name, array.reshape(shape)
+    if got != count:
+        raise InvalidInput(f"{where}: shape {list(shape)} needs {count} {unit}, got {got}")
 
 
-def parse_v2_request(payload: Any, inputs: list[TensorSpec], outputs: list[TensorSpec]) -> InferRequest:
-    """Validates a v2 inference request body against the model's input and output specs."""
+def _v2_input(item: Any, index: int, specs: dict[str, TensorSpec], binary: _BinaryPart) -> tuple[str, np.ndarray]:
+    where = f"inputs[{index}]"
+    if not isinstance(item, dict):
+        raise InvalidInput(f"{where}: expected an object with name, shape, datatype, data; got {_type(item)}")
+    for key in ("name", "shape", "datatype"):
+        if key not in item:
+            raise InvalidInput(f"{where}: missing field '{key}'")
+    spec, shape = check_header(item["name"], item["datatype"], item["shape"], index, specs)
+    where = f"input '{spec.name}'"
+    parameters = check_parameters(item.get("parameters"), where)
+    size = parameters.get("binary_data_size")
+    if size is not None:
+        if "data" in item:
+            raise InvalidInput(f"{where}: give either data or parameters.binary_data_size, not both")
+        return spec.name, from_raw(binary.take(size, where), spec.datatype, shape, where + " (binary data)")
+    if "data" not in item:
+        raise InvalidInput(f"{where}: missing field 'data' (or parameters.binary_data_size with the tensor "
+                           "in the binary part of the body)")
+    array = to_array(item["data"], spec, where + ".data")
+    check_count(array.size, shape, where + ".data")
+    return spec.name, array.reshape(shape)
+
+
+class _BinaryPart:
+    """The binary part of a request body, handed out in order to the inputs that declare a
+    `binary_data_size`, as the extension lays them out."""
+
+    def __init__(self, data: bytes | memoryview):
+        self.data = memoryview(data)
+        self.offset = 0
+
+    def take(self, size: Any, where: str) -> memoryview:
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise InvalidInput(f"{where}.parameters.binary_data_size: expected a byte count (an integer >= 0), "
+                               f"got {_brief(size)}")
+        left = len(self.data) - self.offset
+        if size > left:
+            detail = (" (no Inference-Header-Content-Length header, so the body has no binary part)"
+                      if not self.data else "")
+            raise InvalidInput(f"{where}.parameters.binary_data_size: {size} bytes declared but only {left} "
+                               f"bytes of binary data are left{detail}")
+        chunk = self.data[self.offset:self.offset + size]
+        self.offset += size
+        return chunk
+
+    def check_consumed(self) -> None:
+        left = len(self.data) - self.offset
+        if left:
+            raise InvalidInput(f"binary data: {left} bytes after the JSON header are claimed by no input's "
+                               "binary_data_size")
+
+
+_NO_BINARY = _BinaryPart(b"")  # shared by every JSON-only request: nothing can be taken from it
+
+
+def check_parameters(value: Any, where: str) -> dict[str, Any]:
+    """An object's `parameters` (a request's, an input's, an output's; from JSON or from gRPC's map): any
+    names and values, except those of extensions not implemented."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where}.parameters: expected an object of name: value pairs, got {_type(value)}")
+    for name, extension in UNSUPPORTED_PARAMETERS.items():
+        if name in value:
+            raise InvalidInput(f"{where}.parameters.{name}: {extension} is not supported by this server; "
+                               "send the tensor data in the request and read it from the response")
+    return value
+
+
+def _flag(parameters: dict[str, Any], name: str, where: str) -> bool | None:
+    value = parameters.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidInput(f"{where}.parameters.{name}: expected true or false, got {_brief(value)}")
+    return value
+
+
+def parse_v2_request(payload: Any, inputs: list[TensorSpec], outputs: list[TensorSpec],
+                     binary: bytes | memoryview = b"") -> InferRequest:
+    """Validates a v2 inference request against the model's input and output specs; `binary` is the
+    body's binary part (after Inference-Header-Content-Length bytes of JSON), empty without one."""
     if not isinstance(payload, dict):
         raise InvalidInput(f"request body: expected a JSON object, got {_type(payload)}")
     items = payload.get("inputs")
     if not isinstance(items, list) or not items:
         raise InvalidInput(f"inputs: expected a non-empty list of tensors, got {_brief(items)}")
+    parameters = check_parameters(payload.get("parameters"), "request")
+    binary_output = bool(_flag(parameters, "binary_data_output", "request"))
     specs = {s.name: s for s in inputs}
+    part = _BinaryPart(binary) if binary else _NO_BINARY
+    arrays = gather_inputs((_v2_input(item, i, specs, part) for i, item in enumerate(items)), inputs)
+    part.check_consumed()
+    request_id = payload.get("id")
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput(f"id: expected a string, got {_type(request_id)}")
+    names, output_binary = requested_outputs(payload.get("outputs"), outputs)
+    return InferRequest(inputs=arrays, id=request_id, outputs=names, parameters=parameters,
+                        binary_output=binary_output, output_binary=output_binary)
+
+
+def gather_inputs(parsed: Iterable[tuple[str, np.ndarray]], inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
+    """Each input once, none missing, all with the same rows: the request-level checks of every wire format,
+    over its (name, array) pairs in request order (consumed lazily, so errors come in that order)."""
     arrays: dict[str, np.ndarray] = {}
-    for i, item in enumerate(items):
-        name, array = _v2_input(item, i, specs)
+    for i, (name, array) in enumerate(parsed):
         if name in arrays:
             raise InvalidInput(f"inputs[{i}].name: input '{name}' given twice")
         arrays[name] = array
@@ -166,15 +289,7 @@ def parse_v2_request(payload: Any, inputs: list[TensorSpec], outputs: list[Tenso
     if missing:
         raise InvalidInput("inputs: missing " + ", ".join(f"'{s.name}' ({s.describe()})" for s in missing))
     _check_same_rows(arrays, inputs)
-    request_id = payload.get("id")
-    if request_id is not None and not isinstance(request_id, str):
-        raise InvalidInput(f"id: expected a string, got {_type(request_id)}")
-    return InferRequest(
-        inputs=arrays,
-        id=request_id,
-        outputs=_requested_outputs(payload.get("outputs"), outputs),
-        parameters=payload.get("parameters") or {},
-    )
+    return arrays
 
 
 def _check_same_rows(arrays: dict[str, np.ndarray], specs: list[TensorSpec]) -> None:
@@ -183,19 +298,27 @@ def _check_same_rows(arrays: dict[str, np.ndarray], specs: list[TensorSpec]) -> 
         raise InvalidInput(f"inputs: every input needs the same number of rows, got {rows}")
 
 
-def _requested_outputs(requested: Any, outputs: list[TensorSpec]) -> list[str] | None:
+def requested_outputs(requested: Any, outputs: list[TensorSpec]) -> tuple[list[str] | None, dict[str, bool]]:
+    """The outputs a request selects by name (None: every output), each one the model has, and the
+    `binary_data` choice of those that made one."""
     if requested is None:
-        return None
+        return None, {}
     known = [o.name for o in outputs]
     if not isinstance(requested, list):
         raise InvalidInput(f"outputs: expected a list of {{\"name\": ...}} objects, got {_type(requested)}")
-    names = []
+    names, binary = [], {}
     for i, item in enumerate(requested):
         name = item.get("name") if isinstance(item, dict) else None
         if name not in known:
             raise InvalidInput(f"outputs[{i}].name: one of {known} expected, got {_brief(name)}")
+        if name in names:
+            raise InvalidInput(f"outputs[{i}].name: output '{name}' asked for twice")
+        parameters = check_parameters(item.get("parameters"), f"output '{name}'")
+        wanted = _flag(parameters, "binary_data", f"output '{name}'")
+        if wanted is not None:
+            binary[name] = wanted
         names.append(name)
-    return names
+    return names, binary
 
 
 def parse_v1_request(payload: Any, inputs: list[TensorSpec]) -> dict[str, np.ndarray]:
@@ -227,33 +350,51 @@ def parse_v1_request(payload: Any, inputs: list[TensorSpec]) -> dict[str, np.nda
 
 
 def v2_response(model_name: str, model_version: str, request: InferRequest,
-                outputs: dict[str, np.ndarray]) -> bytes:
+                outputs: dict[str, np.ndarray]) -> EncodedResponse:
+    """The response body: JSON only, or (when some outputs are wanted in binary) the JSON header followed
+    by those outputs' raw bytes in the order the header lists them, each sized by `binary_data_size`.
+    Request-level parameters are echoed as the response's parameters."""
     body: dict[str, Any] = {"model_name": model_name}
     if model_version:
         body["model_version"] = model_version
     if request.id is not None:
         body["id"] = request.id
+    if request.parameters:
+        body["parameters"] = request.parameters
     names = request.outputs if request.outputs is not None else list(outputs)
-    body["outputs"] = [tensor_json(n, outputs[n]) for n in names]
-    return dumps(body)
+    tensors, blobs = [], []
+    for name in names:
+        array = outputs[name]
+        if request.wants_binary(name):
+            raw = to_raw(array)
+            tensors.append({"name": name, "shape": list(array.shape), "datatype": datatype_of(array),
+                            "parameters": {"binary_data_size": len(raw)}})
+            blobs.append(raw)
+        else:
+            tensors.append(tensor_json(name, array))
+    body["outputs"] = tensors
+    header = dumps(body)
+    if not blobs:
+        return EncodedResponse(header)
+    return EncodedResponse(b"".join([header, *blobs]), len(header))
 
 
 def tensor_json(name: str, array: np.ndarray) -> dict[str, Any]:
-    """One output tensor, its data flattened row-major (numpy arrays are encoded by `dumps`)."""
-    datatype = NUMPY_TO_V2.get(array.dtype, "BYTES")
-    if datatype == "BYTES":
-        data: Any = [v.decode() if isinstance(v, bytes) else str(v) for v in array.ravel().tolist()]
-    else:
-        data = np.ascontiguousarray(array).ravel()
-    return {"name": name, "shape": list(array.shape), "datatype": datatype, "data": data}
+    """One output tensor in JSON, its data flattened row-major; non-finite floats, which JSON numbers
+    cannot hold, are the strings "NaN", "Infinity" and "-Infinity" (see `tensors.to_json`)."""
+    return {"name": name, "shape": list(array.shape), "datatype": datatype_of(array), "data": to_json(array)}
 
 
 def v1_response(outputs: dict[str, np.ndarray]) -> bytes:
     if len(outputs) == 1:
-        return dumps({"predictions": np.ascontiguousarray(next(iter(outputs.values())))})
-    columns = {name: a.tolist() for name, a in outputs.items()}
+        return dumps({"predictions": to_json_nested(next(iter(outputs.values())))})
+    columns = {name: _as_list(to_json_nested(a)) for name, a in outputs.items()}
     rows = len(next(iter(columns.values())))
     return dumps({"predictions": [{n: c[i] for n, c in columns.items()} for i in range(rows)]})
+
+
+def _as_list(values: Any) -> list:
+    return values.tolist() if isinstance(values, np.ndarray) else values
 
 
 def error_body(message: str) -> bytes:
@@ -261,7 +402,8 @@ def error_body(message: str) -> bytes:
 
 
 def dumps(body: Any) -> bytes:
-    """Compact JSON; numpy arrays are written natively (float32 as its shortest repr, NaN as null)."""
+    """Compact JSON; numpy arrays are written natively (float32 as its shortest repr). Tensor data goes
+    through `tensors.to_json` first, so no NaN reaches here as data (orjson would write it as null)."""
     return orjson.dumps(body, default=_tolist, option=orjson.OPT_SERIALIZE_NUMPY)
 
 

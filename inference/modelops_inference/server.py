@@ -2,8 +2,11 @@
 the model in the background, per-request metrics and logs, and a uvicorn server that drains on SIGTERM
 (readiness fails first, in-flight requests finish, then the process exits).
 
-Inference requests take a lean ASGI path (`InferenceApp`); health, metadata and metrics are FastAPI
-routes. Both answer errors through the one table in `errors.py`.
+Inference requests take a lean ASGI path (`InferenceApp`), admitted first against `--max-queue-depth`
+(`admission.py`); health, metadata and metrics are FastAPI routes, never refused for load, so probes keep
+answering under overload. Both answer errors through the one table in `errors.py`. The gRPC protocol
+(`grpc_server`) is a second listener on the same event loop, `ModelServer` and admission limit; `serve`
+starts both (see `grpc_server`).
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import gc
 import logging
 import re
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -26,6 +30,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from modelops_inference import protocol
+from modelops_inference.admission import Admission
 from modelops_inference.batching import Batcher, Runner
 from modelops_inference.config import ServerConfig
 from modelops_inference.errors import (
@@ -34,19 +39,27 @@ from modelops_inference.errors import (
     MethodNotAllowed,
     ModelNotFound,
     ModelNotReady,
+    Overloaded,
     PayloadTooLarge,
+    UnsupportedMediaType,
     status_code,
 )
 from modelops_inference.http import CoalescingHttpToolsProtocol
 from modelops_inference.metrics import CONTENT_TYPE, Metrics
 from modelops_inference.runtime import PLATFORM, ModelRuntime
 
+if TYPE_CHECKING:
+    from modelops_inference.grpc_server import GrpcServer
+
 log = logging.getLogger("modelops_inference.server")
 JSON = "application/json"
 SERVER_NAME = "modelops-inference"
+# A rejected request is logged at most this often (with the count since), not once per rejection: under
+# overload a log line per request would cost more than the request.
+OVERLOAD_LOG_SECONDS = 10.0
 
 
-def _version() -> str:
+def server_version() -> str:
     try:
         return version("modelops-inference")
     except PackageNotFoundError:
@@ -57,15 +70,32 @@ def json_response(body: Any, status: int = 200) -> Response:
     return Response(body if isinstance(body, bytes) else protocol.dumps(body), status, media_type=JSON)
 
 
+class Listener(Protocol):
+    """A server of another protocol on this ModelServer (gRPC): `stop` refuses new requests and returns
+    once those in flight are answered; calling it again waits for the same stop."""
+
+    async def stop(self) -> None: ...
+
+
 class ModelServer:
-    """What the routes share: the model runtime, the runner (batching or not), metrics, drain state."""
+    """What the routes share: the model runtime, the runner (batching or not), admission, metrics, drain
+    state. Every front end (HTTP here, gRPC beside it) submits to the same runner through the same
+    admission limit."""
 
     def __init__(self, config: ServerConfig, runtime: ModelRuntime | None = None):
         self.config = config
         self.runtime = runtime or ModelRuntime(config)
-        self.metrics = Metrics(config.model_name, config.model_version)
+        self.metrics = Metrics(config.model_name, config.model_version,
+                               protocols=("http", "grpc") if config.grpc else ("http",))
+        self.admission = Admission(config.max_queue_depth)
+        self.metrics.track_admission(self.admission)
         self.runner: Runner | None = None
         self.draining = False
+        self._overload_logged_at = -OVERLOAD_LOG_SECONDS
+        self._overload_logged_count = 0
+        # Stopped before the runner, so their in-flight requests still reach the model (HTTP's own are
+        # answered before uvicorn runs the lifespan's shutdown).
+        self.listeners: list[Listener] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -112,6 +142,8 @@ class ModelServer:
 
     async def stop(self) -> None:
         self.drain()
+        for listener in self.listeners:
+            await listener.stop()
         if self.runner is not None:
             await self.runner.stop()
             self.runner = None
@@ -138,6 +170,17 @@ class ModelServer:
             served = self.config.model_version or "(no version set)"
             raise ModelNotFound(f"version '{version}' of model '{name}' not found; serving version {served}")
 
+    def note_overload(self) -> None:
+        """Logs that requests are being refused: the first time, then at most every OVERLOAD_LOG_SECONDS."""
+        now = time.monotonic()
+        if now - self._overload_logged_at >= OVERLOAD_LOG_SECONDS:
+            rejected = self.admission.rejected
+            log.warning("at capacity: refusing inference requests (HTTP 503 with Retry-After, gRPC UNAVAILABLE)",
+                        extra={"event": "overloaded", "limit": self.admission.limit,
+                               "rejected_since_last_log": rejected - self._overload_logged_count,
+                               "rejected_total": rejected})
+            self._overload_logged_at, self._overload_logged_count = now, rejected
+
     def loaded_runner(self) -> Runner:
         if self.runner is None:
             raise ModelNotReady(f"model '{self.config.model_name}' is not ready: {self.not_ready_reason}")
@@ -147,6 +190,7 @@ class ModelServer:
 INFER_PATH = re.compile(r"^/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 PREDICT_PATH = re.compile(r"^/v1/models/([^/]+):predict$")
 JSON_HEADERS = [(b"content-type", JSON.encode())]
+BINARY_HEADERS = [(b"content-type", b"application/octet-stream")]
 
 
 class InferenceApp:
@@ -160,6 +204,10 @@ class InferenceApp:
         self.api = api
         self.server = server
         self.state = api.state
+        overloaded = protocol.error_body(str(server.admission.overloaded()))
+        self._overloaded_body = overloaded
+        self._overloaded_headers = [*JSON_HEADERS, (b"content-length", str(len(overloaded)).encode()),
+                                    (b"retry-after", str(Overloaded.retry_after_seconds).encode())]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"] == "/metrics":
@@ -193,13 +241,35 @@ class InferenceApp:
         return getattr(route, "name", None) or "unmatched", status
 
     async def _inference(self, scope, receive, send, match: re.Match, v2: bool) -> int:
+        admission = self.server.admission
+        if scope["method"] == "POST" and not admission.try_admit():
+            return await self._refuse_overloaded(send)
+        try:
+            return await self._admitted_inference(scope, receive, send, match, v2)
+        finally:
+            if scope["method"] == "POST":
+                admission.release()
+
+    async def _refuse_overloaded(self, send) -> int:
+        """503 with Retry-After before the body is read: the whole cost of a request the server has no
+        room for is this, so overload does not starve the requests it admitted."""
+        self.server.note_overload()
+        await send({"type": "http.response.start", "status": 503, "headers": self._overloaded_headers})
+        await send({"type": "http.response.body", "body": self._overloaded_body})
+        return 503
+
+    async def _admitted_inference(self, scope, receive, send, match: re.Match, v2: bool) -> int:
         in_flight = self.server.metrics.in_flight_child
         in_flight.inc()
+        headers = JSON_HEADERS
         try:
             if scope["method"] != "POST":
                 raise MethodNotAllowed(f"{scope['method']} {scope['path']}: Method Not Allowed; use POST")
             if v2:
-                body = await infer_v2(self.server, match.group(1), match.group(2), scope, receive)
+                answer = await infer_v2(self.server, match.group(1), match.group(2), scope, receive)
+                body = answer.body
+                if answer.header_length is not None:
+                    headers = [*BINARY_HEADERS, (protocol.HEADER_LENGTH, str(answer.header_length).encode())]
             else:
                 body = await predict_v1(self.server, match.group(1), scope, receive)
             status = 200
@@ -214,7 +284,7 @@ class InferenceApp:
             body = protocol.error_body(f"internal error: {type(error).__name__}")
         finally:
             in_flight.dec()
-        headers = [*JSON_HEADERS, (b"content-length", str(len(body)).encode())]
+        headers = [*headers, (b"content-length", str(len(body)).encode())]
         if status == 405:
             headers.append((b"allow", b"POST"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -222,20 +292,30 @@ class InferenceApp:
         return status
 
 
-def log_error(path: str, status: int, error: Exception) -> None:
+def log_error(path: str, status: int, error: Exception, **fields: Any) -> None:
     log.log(logging.ERROR if status >= 500 else logging.WARNING, str(error),
-            extra={"event": "request_error", "path": path, "status": status, "error_type": type(error).__name__})
+            extra={"event": "request_error", "path": path, "status": status, "error_type": type(error).__name__,
+                   **fields})
+
+
+def header(scope, name: bytes) -> bytes | None:
+    """The first value of request header `name` (lower case), or None."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
 
 
 async def read_body(scope, receive, limit: int) -> bytes:
     """The request body, refusing (413) anything over `limit` bytes: before reading it when its length
-    is declared, and as soon as the limit is passed when it is streamed."""
+    is declared, and as soon as the limit is passed when it is streamed. A compressed body (415) is
+    refused before reading too: it would otherwise fail later as "not valid JSON"."""
     for key, value in scope["headers"]:
         if key == b"content-length" and value.isdigit() and int(value) > limit:
             raise PayloadTooLarge(f"request body is {int(value)} bytes; the limit is {limit} (--max-body-bytes)")
-        if key == b"inference-header-content-length":
-            raise InvalidInput("the binary tensor data extension (Inference-Header-Content-Length) is not "
-                               "supported; send the tensors as JSON")
+        if key == b"content-encoding" and value.strip().lower() not in (b"", b"identity"):
+            raise UnsupportedMediaType(f"Content-Encoding {value.decode('latin-1')!r} is not supported; send "
+                                       "the body uncompressed")
     chunks, size = [], 0
     while True:
         message = await receive()
@@ -250,14 +330,21 @@ async def read_body(scope, receive, limit: int) -> bytes:
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def infer_v2(server: ModelServer, name: str, version: str | None, scope, receive) -> bytes:
+async def infer_v2(server: ModelServer, name: str, version: str | None, scope,
+                   receive) -> protocol.EncodedResponse:
+    """A v2 inference; the body is JSON, or (with Inference-Header-Content-Length) a JSON header followed
+    by the binary tensor data it sizes."""
     server.check_model(name, version)
     runner = server.loaded_runner()
     runtime = server.runtime
     runner.arriving += 1
     try:
         body = await read_body(scope, receive, server.config.max_body_bytes)
-        parsed = protocol.parse_v2_request(protocol.parse_json(body), runtime.inputs, runtime.outputs)
+        header_length = header(scope, protocol.HEADER_LENGTH)
+        binary = b""
+        if header_length is not None:
+            body, binary = protocol.split_binary_body(body, header_length)
+        parsed = protocol.parse_v2_request(protocol.parse_json(body), runtime.inputs, runtime.outputs, binary)
     finally:
         runner.arriving -= 1
     outputs = await runner.submit(parsed.inputs)
@@ -267,6 +354,9 @@ async def infer_v2(server: ModelServer, name: str, version: str | None, scope, r
 async def predict_v1(server: ModelServer, name: str, scope, receive) -> bytes:
     server.check_model(name, None)
     runner = server.loaded_runner()
+    if header(scope, protocol.HEADER_LENGTH) is not None:
+        raise InvalidInput("Inference-Header-Content-Length: the binary tensor data extension belongs to v2 "
+                           "(/v2/models/NAME/infer); a v1 :predict body is JSON {\"instances\": [...]}")
     runner.arriving += 1
     try:
         body = await read_body(scope, receive, server.config.max_body_bytes)
@@ -290,7 +380,7 @@ def create_app(config: ServerConfig, server: ModelServer | None = None) -> Infer
                 starting.cancel()
             await server.stop()
 
-    api = FastAPI(title=SERVER_NAME, version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
+    api = FastAPI(title=SERVER_NAME, version=server_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     api.state.server = server
     _add_error_handlers(api)
@@ -363,7 +453,8 @@ def _model_metadata(server: ModelServer, name: str, version: str | None) -> Resp
 def _add_v2_routes(app: FastAPI, server: ModelServer) -> None:
     @app.get("/v2", name="server_metadata")
     async def server_metadata() -> Response:
-        return json_response({"name": SERVER_NAME, "version": _version(), "extensions": []})
+        return json_response({"name": SERVER_NAME, "version": server_version(),
+                              "extensions": list(protocol.EXTENSIONS)})
 
     _add_model_routes(app, server, "", "model_metadata", _model_metadata)
     _add_model_routes(app, server, "/ready", "model_ready", _model_ready)
@@ -398,13 +489,39 @@ class DrainingServer(uvicorn.Server):
     """uvicorn, but the first SIGTERM/SIGINT only starts draining: readiness fails at once, requests
     are still served for `drain_seconds` (while load balancers notice), then uvicorn's own graceful
     shutdown closes the listener and waits for in-flight requests. A second signal exits at once.
-    Exits with status 0 after a graceful shutdown instead of re-raising the signal."""
+    Exits with status 0 after a graceful shutdown instead of re-raising the signal.
 
-    def __init__(self, config: uvicorn.Config, model_server: ModelServer, drain_seconds: float):
+    With a gRPC listener, it listens before HTTP does (a busy port stops the process before anything
+    is served) and stops at the same moment as uvicorn's listener, within the same graceful timeout."""
+
+    def __init__(self, config: uvicorn.Config, model_server: ModelServer, drain_seconds: float,
+                 grpc_listener: GrpcServer | None = None):
         super().__init__(config)
         self.model_server = model_server
         self.drain_seconds = drain_seconds
+        self.grpc_listener = grpc_listener
         self._drain_deadline: float | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets=None) -> None:
+        self._loop = asyncio.get_running_loop()
+        if self.grpc_listener is not None:
+            try:
+                await self.grpc_listener.start()
+            except OSError as e:
+                log.error(str(e), extra={"event": "grpc_listen_failed"})
+                sys.exit(1)
+            self.model_server.listeners.append(self.grpc_listener)
+        await super().startup(sockets)
+
+    async def shutdown(self, sockets=None) -> None:
+        if self.grpc_listener is None:
+            return await super().shutdown(sockets)
+        grpc_stopped = asyncio.ensure_future(self.grpc_listener.stop())
+        await super().shutdown(sockets)
+        if self.force_exit:
+            await self.grpc_listener.stop(grace=0)
+        await grpc_stopped
 
     def handle_exit(self, sig: int, frame) -> None:
         if self._drain_deadline is None:
@@ -414,6 +531,10 @@ class DrainingServer(uvicorn.Server):
         else:
             self.should_exit = True
             self.force_exit = True
+            if self.grpc_listener is not None and self._loop is not None:
+                # uvicorn stops waiting for HTTP requests at once; cut gRPC calls short too, even while the
+                # lifespan's shutdown waits for them (a signal handler cannot await: schedule it)
+                self._loop.call_soon_threadsafe(asyncio.ensure_future, self.grpc_listener.stop(grace=0))
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:
@@ -424,10 +545,16 @@ class DrainingServer(uvicorn.Server):
 def serve(config: ServerConfig) -> None:
     server = ModelServer(config)
     app = create_app(config, server)
+    grpc_listener = None
+    if config.grpc:
+        # Imported only when used: grpc and protobuf cost start-up time a server without gRPC need not pay.
+        from modelops_inference.grpc_server import GrpcServer
+
+        grpc_listener = GrpcServer(server)
     uv_config = uvicorn.Config(
         app, host=config.host, port=config.port, log_config=None, access_log=False,
         http=CoalescingHttpToolsProtocol, proxy_headers=False,
         timeout_graceful_shutdown=config.graceful_timeout_seconds, server_header=False,
         log_level=config.log_level,
     )
-    DrainingServer(uv_config, server, config.drain_seconds).run()
+    DrainingServer(uv_config, server, config.drain_seconds, grpc_listener).run()

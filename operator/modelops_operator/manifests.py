@@ -13,6 +13,13 @@ from .target import ServingTarget
 
 HTTP_PORT = 8080
 SERVICE_PORT = 80
+# The v2 gRPC protocol, on the same port in the container and on the Service (KServe's and MLServer's).
+GRPC_PORT = 8081
+# Gateway API's value for HTTP/2 cleartext (what gRPC without TLS is), read by Gateway implementations
+# (Envoy Gateway, NGINX Gateway Fabric, Traefik) and by Istio to talk HTTP/2 to the pods.
+GRPC_APP_PROTOCOL = "kubernetes.io/h2c"
+# grpc.health.v1 service modelops-serve reports SERVING while the process answers, loaded or not.
+GRPC_LIVENESS_SERVICE = "liveness"
 RUN_AS_USER = 10001
 PRESTOP_SECONDS = 5
 MODEL_VERSION_ANNOTATION = "modelops.io/model-version"
@@ -52,7 +59,10 @@ def server_env(name: str, spec: ModelDeploymentSpec, target: ServingTarget) -> l
         "MODELOPS_BATCHING": "true" if batching.enabled else "false",
         "MODELOPS_MAX_BATCH_SIZE": str(batching.max_batch_size),
         "MODELOPS_MAX_BATCH_DELAY_MS": str(batching.max_delay_ms),
+        "MODELOPS_GRPC": "true" if spec.serving.grpc.enabled else "false",
     }
+    if spec.serving.grpc.enabled:
+        env["MODELOPS_GRPC_PORT"] = str(GRPC_PORT)
     if target.tracking_uri:
         env["MLFLOW_TRACKING_URI"] = target.tracking_uri
     return [{"name": k, "value": v} for k, v in env.items()] + list(spec.serving.env)
@@ -73,6 +83,23 @@ def _probe(path: str, period: int, failures: int) -> dict[str, Any]:
     }
 
 
+def _liveness(spec: ModelDeploymentSpec) -> dict[str, Any]:
+    """With gRPC on, liveness asks the gRPC listener (grpc.health.v1, service "liveness": SERVING while
+    loading too, so a slow model load is never a restart) while readiness keeps asking HTTP: between
+    them both listeners are probed all the time. Kubernetes' grpc probe takes a port number, not a name."""
+    if not spec.serving.grpc.enabled:
+        return {**_probe("/v2/health/live", period=10, failures=3), "initialDelaySeconds": 10}
+    return {"grpc": {"port": GRPC_PORT, "service": GRPC_LIVENESS_SERVICE}, "periodSeconds": 10,
+            "timeoutSeconds": 2, "failureThreshold": 3, "initialDelaySeconds": 10}
+
+
+def _ports(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
+    ports = [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}]
+    if spec.serving.grpc.enabled:
+        ports.append({"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"})
+    return ports
+
+
 def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: ServingTarget) -> dict[str, Any]:
     """The inference Deployment, without spec.replicas: replicas are set apart (see rollout.scale)
     so that applying a template never resets an HPA's or a user's scaling."""
@@ -80,12 +107,13 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
         "name": "server",
         "image": target.image,
         "imagePullPolicy": spec.serving.image_pull_policy,
-        "ports": [{"name": "http", "containerPort": HTTP_PORT, "protocol": "TCP"}],
+        "ports": _ports(spec),
         "env": server_env(name, spec, target),
         **_credentials(spec),
-        # Ready only once the model is loaded, verified and answered a warm-up inference.
+        # Ready only once the model is loaded, verified and answered a warm-up inference (and, by the
+        # readiness gate, passed the operator's checks): one readiness for both protocols.
         "readinessProbe": _probe("/v2/health/ready", period=2, failures=2),
-        "livenessProbe": {**_probe("/v2/health/live", period=10, failures=3), "initialDelaySeconds": 10},
+        "livenessProbe": _liveness(spec),
         "resources": spec.serving.resources or {"requests": {"cpu": "100m", "memory": "256Mi"}},
         "securityContext": {
             "allowPrivilegeEscalation": False,
@@ -144,16 +172,16 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
     }
 
 
-def service(name: str, namespace: str) -> dict[str, Any]:
+def service(name: str, namespace: str, spec: ModelDeploymentSpec) -> dict[str, Any]:
+    ports = [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]
+    if spec.serving.grpc.enabled:
+        ports.append({"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
+                      "appProtocol": GRPC_APP_PROTOCOL})
     return {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(name, namespace),
-        "spec": {
-            "type": "ClusterIP",
-            "selector": selector(name),
-            "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}],
-        },
+        "spec": {"type": "ClusterIP", "selector": selector(name), "ports": ports},
     }
 
 
@@ -227,7 +255,7 @@ def children(name: str, namespace: str, spec: ModelDeploymentSpec, target: Servi
     """Everything to apply for this spec and target, in apply order."""
     built = [
         deployment(name, namespace, spec, target),
-        service(name, namespace),
+        service(name, namespace, spec),
         hpa(name, namespace, spec),
         pdb(name, namespace, spec),
         ingress(name, namespace, spec),

@@ -43,6 +43,10 @@ class Batching(_Camel):
     max_delay_ms: float = 2
 
 
+class Grpc(_Camel):
+    enabled: bool = True
+
+
 class ServingSpec(_Camel):
     image: str | None = None
     image_pull_policy: str = "IfNotPresent"
@@ -50,6 +54,7 @@ class ServingSpec(_Camel):
     env: list[dict[str, Any]] = Field(default_factory=list)
     threads: int = 1
     batching: Batching = Field(default_factory=Batching)
+    grpc: Grpc = Field(default_factory=Grpc)
 
 
 class Autoscaling(_Camel):

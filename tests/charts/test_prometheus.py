@@ -178,7 +178,7 @@ def stack(tmp_path_factory) -> Iterator[Stack]:
     rules = tmp / "rules.yaml"
     rules.write_text(yaml.safe_dump({"groups": rule_groups("default", {}) + rule_groups("trigger", TRIGGER)}))
     serve_env = {"MODELOPS_MODEL_URI": str(model), "MODELOPS_MODEL_NAME": MODEL, "MODELOPS_MODEL_VERSION": VERSION,
-                 "MODELOPS_PORT": str(serve_port), "MODELOPS_HOST": "127.0.0.1"}
+                 "MODELOPS_PORT": str(serve_port), "MODELOPS_GRPC_PORT": str(free_port()), "MODELOPS_HOST": "127.0.0.1"}
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(process([SERVE], tmp / "serve.log", serve_env))
         operator = stack.enter_context(process([sys.executable, "-c", OPERATOR_SCRIPT, str(operator_port)],

@@ -1,13 +1,20 @@
-"""Fixtures: real ONNX models written to disk, and an in-process app whose lifespan has run."""
+"""Fixtures: real ONNX models written to disk, an in-process app whose lifespan has run, and an in-process
+ModelServer with its gRPC listener."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import uvloop
 
 with warnings.catch_warnings():
     # Starlette deprecates its httpx-based TestClient in favour of httpx2, which is not a dependency here.
@@ -15,7 +22,9 @@ with warnings.catch_warnings():
     from fastapi.testclient import TestClient
 
 from modelops_inference.config import ServerConfig
-from modelops_inference.server import create_app
+from modelops_inference.grpc_server import GrpcServer
+from modelops_inference.runtime import ModelRuntime
+from modelops_inference.server import ModelServer, create_app
 
 from . import models
 
@@ -75,3 +84,61 @@ def wait_ready(client: TestClient, timeout: float = 30) -> None:
             return
         time.sleep(0.02)
     raise TimeoutError("server not ready")
+
+
+@pytest.fixture(scope="session")
+def all_types_path(model_dir) -> Path:
+    return models.all_types(model_dir / "all_types.onnx")
+
+
+@pytest.fixture(scope="session")
+def identity_path(model_dir) -> Path:
+    return models.identity(model_dir / "identity.onnx")
+
+
+@pytest.fixture(scope="session")
+def typed_types_path(model_dir) -> Path:
+    return models.all_types(model_dir / "typed_types.onnx", datatypes=models.TYPED_DATATYPES)
+
+
+@dataclass
+class Serving:
+    """A ModelServer with its gRPC listener on an event loop in a thread, as `serve` runs them (minus
+    uvicorn): `run` runs a coroutine on that loop, `target` is the gRPC address."""
+
+    server: ModelServer
+    listener: GrpcServer
+    run: Callable[..., Any]
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.listener.port}"
+
+
+@contextlib.contextmanager
+def grpc_serving(runtime_class: type[ModelRuntime] = ModelRuntime, **config) -> Iterator[Serving]:
+    config.setdefault("model_name", "mlp")
+    loop = uvloop.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="test-loop", daemon=True)
+    thread.start()
+
+    def run(coroutine, timeout: float = 60):
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result(timeout)
+
+    server_config = ServerConfig(**config)
+    server = ModelServer(server_config, runtime_class(server_config))
+
+    async def start() -> GrpcServer:
+        listener = GrpcServer(server, host="127.0.0.1", port=0)
+        await listener.start()
+        server.listeners.append(listener)
+        await server.start()
+        return listener
+
+    try:
+        yield Serving(server, run(start()), run)
+    finally:
+        run(server.stop())
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

@@ -92,3 +92,66 @@ def slow(path: Path, width: int = 512, depth: int = 100) -> Path:
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", FEATURES])]
     outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", FEATURES])]
     return save(_model(nodes, inputs, outputs, inits, "slow"), path)
+
+
+# Every v2 datatype and the ONNX element type that carries it.
+V2_TO_ONNX = {
+    "BOOL": TensorProto.BOOL, "UINT8": TensorProto.UINT8, "UINT16": TensorProto.UINT16,
+    "UINT32": TensorProto.UINT32, "UINT64": TensorProto.UINT64, "INT8": TensorProto.INT8,
+    "INT16": TensorProto.INT16, "INT32": TensorProto.INT32, "INT64": TensorProto.INT64,
+    "FP16": TensorProto.FLOAT16, "FP32": TensorProto.FLOAT, "FP64": TensorProto.DOUBLE,
+    "BYTES": TensorProto.STRING,
+}
+
+
+# Every datatype but FP16, which has no typed gRPC contents field: a model of only these can take every
+# input as typed contents too.
+TYPED_DATATYPES = tuple(t for t in V2_TO_ONNX if t != "FP16")
+
+
+def all_types(path: Path, width: int = 2, datatypes: tuple[str, ...] = tuple(V2_TO_ONNX)) -> Path:
+    """One input per v2 datatype, named after it in lower case (`bool`, `uint8`, …, `bytes`), each of
+    shape [batch, width] and passed through Identity to `<name>_out`: every answer is exactly what was
+    sent, so a round trip proves both directions of every encoding."""
+    names = [t.lower() for t in datatypes]
+    nodes = [helper.make_node("Identity", [n], [f"{n}_out"]) for n in names]
+    inputs = [helper.make_tensor_value_info(n, V2_TO_ONNX[t], ["batch", width])
+              for n, t in zip(names, datatypes, strict=True)]
+    outputs = [helper.make_tensor_value_info(f"{n}_out", V2_TO_ONNX[t], ["batch", width])
+               for n, t in zip(names, datatypes, strict=True)]
+    return save(_model(nodes, inputs, outputs, [], "all_types"), path)
+
+
+def all_types_rows(rows: int, seed: int = 0, datatypes: tuple[str, ...] = tuple(V2_TO_ONNX)) -> dict[str, np.ndarray]:
+    """Inputs for `all_types`, by input name: `rows` rows of `sample` values of each datatype."""
+    return {t.lower(): sample(t, rows, seed=seed) for t in datatypes}
+
+
+def identity(path: Path, datatype: str = "FP32", width: int = 2) -> Path:
+    """`input` [batch, width] of `datatype` -> `output`, unchanged: answers hold whatever was sent (NaN,
+    infinities, any string)."""
+    onnx_type = V2_TO_ONNX[datatype]
+    nodes = [helper.make_node("Identity", ["input"], ["output"])]
+    inputs = [helper.make_tensor_value_info("input", onnx_type, ["batch", width])]
+    outputs = [helper.make_tensor_value_info("output", onnx_type, ["batch", width])]
+    return save(_model(nodes, inputs, outputs, [], "identity"), path)
+
+
+def sample(datatype: str, rows: int, width: int = 2, seed: int = 0) -> np.ndarray:
+    """Values of `datatype` that use its whole range (extremes, negatives, non-ASCII text)."""
+    rng = np.random.default_rng(seed)
+    shape = (rows, width)
+    if datatype == "BYTES":
+        words = np.array(["", "a", "héllo", "日本", "x" * 40, "tab\there"], dtype=object)
+        return rng.choice(words, size=shape)
+    if datatype == "BOOL":
+        return rng.integers(0, 2, size=shape).astype(bool)
+    dtype = np.dtype({"FP16": np.float16, "FP32": np.float32, "FP64": np.float64}.get(datatype)
+                     or datatype.lower())
+    if dtype.kind == "f":
+        return (rng.normal(size=shape) * 100).astype(dtype)
+    info = np.iinfo(dtype)
+    values = rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    values.flat[0] = info.min
+    values.flat[-1] = info.max
+    return values

@@ -47,6 +47,9 @@ def test_the_model_name_defaults_from_the_uri(uri, name):
         (["--model-uri", "m.onnx", "--model-sha256", "abc"], "must be 64 hex digits"),
         (["--model-uri", "m.onnx", "--max-batch-size", "0"], "--max-batch-size must be at least 1"),
         (["--model-uri", "m.onnx", "--batching", "maybe"], "expected true or false"),
+        (["--model-uri", "m.onnx", "--max-queue-depth", "-1"], "--max-queue-depth must be 0 (no limit) or more"),
+        (["--model-uri", "m.onnx", "--grpc-port", "8080"], "--grpc-port and --port are both 8080"),
+        (["--model-uri", "m.onnx", "--grpc-port", "70000"], "--grpc-port must be a TCP port (1-65535), got 70000"),
     ],
 )
 def test_bad_configuration_exits_with_a_message(argv, message, capsys, monkeypatch):
@@ -59,3 +62,20 @@ def test_bad_configuration_exits_with_a_message(argv, message, capsys, monkeypat
 
 def test_sha256_is_normalised_to_lower_case():
     assert ServerConfig(model_uri="m.onnx", model_sha256="A" * 64).model_sha256 == "a" * 64
+
+
+def test_the_queue_depth_defaults_to_128_and_follows_its_environment_variable(monkeypatch):
+    assert parse_args(["--model-uri", "m.onnx"]).max_queue_depth == 128
+    monkeypatch.setenv("MODELOPS_MAX_QUEUE_DEPTH", "0")
+    assert parse_args(["--model-uri", "m.onnx"]).max_queue_depth == 0
+
+
+def test_grpc_is_on_by_default_at_8081_and_configured_like_every_other_flag(monkeypatch):
+    config = parse_args(["--model-uri", "/models/m.onnx"])
+    assert (config.grpc, config.grpc_port) == (True, 8081)
+    monkeypatch.setenv("MODELOPS_GRPC_PORT", "9000")
+    assert parse_args(["--model-uri", "m.onnx"]).grpc_port == 9000
+    monkeypatch.setenv("MODELOPS_GRPC", "false")
+    assert parse_args(["--model-uri", "m.onnx"]).grpc is False
+    # off, its port is not checked
+    assert ServerConfig(model_uri="m.onnx", grpc=False, grpc_port=8080).grpc is False

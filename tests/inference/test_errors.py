@@ -6,7 +6,7 @@ from modelops_inference import errors
 def test_every_error_type_has_a_status_code():
     for cls in vars(errors).values():
         if isinstance(cls, type) and issubclass(cls, errors.InferenceError) and cls is not errors.InferenceError:
-            assert errors.status_code(cls("x")) in {400, 404, 405, 413, 422, 503}, cls
+            assert errors.status_code(cls("x")) in {400, 404, 405, 413, 415, 422, 503}, cls
 
 
 def test_client_errors_are_4xx_and_readiness_errors_are_503():
@@ -22,3 +22,12 @@ def test_subclasses_inherit_their_parents_status():
         pass
 
     assert errors.status_code(Special("x")) == 400
+
+
+def test_every_status_the_table_gives_has_a_grpc_code_that_is_not_internal():
+    for status in set(errors.STATUS_CODES.values()):
+        assert errors.grpc_code(status) not in {"INTERNAL", "UNKNOWN"}, status
+    assert errors.grpc_code(errors.status_code(errors.InvalidInput("x"))) == "INVALID_ARGUMENT"
+    assert errors.grpc_code(errors.status_code(errors.InferenceFailed("x"))) == "INVALID_ARGUMENT"
+    assert errors.grpc_code(errors.status_code(errors.ModelNotReady("x"))) == "UNAVAILABLE"
+    assert errors.grpc_code(500) == "INTERNAL"

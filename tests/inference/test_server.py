@@ -3,12 +3,15 @@ error as a 4xx JSON body, and the metrics endpoint."""
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelops_inference import protocol
+from modelops_inference import tensors as tensors_module
 from modelops_inference.config import ServerConfig
 from modelops_inference.runtime import ModelRuntime
 from modelops_inference.server import ModelServer, create_app
@@ -30,7 +33,7 @@ def test_liveness_readiness_and_server_metadata(client):
     assert client.get("/v2/models/mlp/ready").json() == {"name": "mlp", "ready": True}
     assert client.get("/v2/models/mlp/versions/3/ready").status_code == 200
     meta = client.get("/v2").json()
-    assert meta["name"] == "modelops-inference" and "version" in meta
+    assert meta["name"] == "modelops-inference" and "version" in meta and "binary_tensor_data" in meta["extensions"]
 
 
 def test_model_metadata_comes_from_the_onnx_graph(client):
@@ -114,11 +117,145 @@ def test_a_body_over_the_limit_is_413(mlp_path):
         assert "exceeds the limit of 100 bytes" in chunked.json()["error"]
 
 
-def test_the_binary_tensor_extension_is_refused_with_a_clear_message(client):
-    response = client.post("/v2/models/mlp/infer", content=b"{}\x00\x01",
-                           headers={"Inference-Header-Content-Length": "2"})
-    assert response.status_code == 400
-    assert "binary tensor data extension" in response.json()["error"]
+def binary_body(tensors: list[tuple[str, np.ndarray]], **fields) -> tuple[bytes, dict]:
+    """A v2 request with every tensor in binary after the JSON header, and the header that sizes it."""
+    items, blobs = [], []
+    for name, array in tensors:
+        raw = tensors_module.to_raw(array)
+        datatype = tensors_module.NUMPY_TO_V2[array.dtype]
+        items.append({"name": name, "shape": list(array.shape), "datatype": datatype,
+                      "parameters": {"binary_data_size": len(raw)}})
+        blobs.append(bytes(raw))
+    header = json.dumps({"inputs": items, **fields}).encode()
+    return header + b"".join(blobs), {"Inference-Header-Content-Length": str(len(header))}
+
+
+def split_response(response) -> tuple[dict, bytes]:
+    length = response.headers.get("inference-header-content-length")
+    if length is None:
+        return response.json(), b""
+    return json.loads(response.content[:int(length)]), response.content[int(length):]
+
+
+def test_binary_inputs_and_binary_outputs_in_process(client):
+    rows = np.array(ROWS, np.float32)
+    body, headers = binary_body([("input", rows)], id="b1", parameters={"binary_data_output": True})
+    response = client.post("/v2/models/mlp/infer", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    header, binary = split_response(response)
+    [out] = header["outputs"]
+    assert out["parameters"] == {"binary_data_size": 2 * 3 * 4} and "data" not in out
+    assert header["id"] == "b1" and header["parameters"] == {"binary_data_output": True}
+    np.testing.assert_allclose(np.frombuffer(binary, np.float32).reshape(2, 3), models.mlp_reference(rows),
+                               rtol=1e-5)
+
+
+def test_binary_inputs_with_json_outputs_are_plain_json(client):
+    body, headers = binary_body([("input", np.array(ROWS, np.float32))])
+    response = client.post("/v2/models/mlp/infer", content=body, headers=headers)
+    assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+    assert "inference-header-content-length" not in response.headers
+    assert len(response.json()["outputs"][0]["data"]) == 6
+
+
+def test_every_datatype_in_json_and_in_binary(all_types_path):
+    with make_client(model_uri=str(all_types_path), model_name="all") as c:
+        wait_ready(c)
+        samples = models.all_types_rows(3, seed=1)
+        as_json = [{"name": n, "shape": [3, 2], "datatype": n.upper(), "data": tensors_module.to_json(a)}
+                   for n, a in samples.items()]
+        payload = protocol.dumps({"inputs": as_json})
+        answer = c.post("/v2/models/all/infer", content=payload)
+        assert answer.status_code == 200, answer.text
+        for out in answer.json()["outputs"]:
+            name = out["name"].removesuffix("_out")
+            assert out["datatype"] == name.upper() and out["shape"] == [3, 2]
+            back = tensors_module.from_json(out["data"], out["datatype"], name).reshape(3, 2)
+            assert back.tolist() == samples[name].tolist(), name
+        body, headers = binary_body(list(samples.items()), parameters={"binary_data_output": True})
+        response = c.post("/v2/models/all/infer", content=body, headers=headers)
+        assert response.status_code == 200, response.text
+        header, binary = split_response(response)
+        offset = 0
+        for out in header["outputs"]:
+            size = out["parameters"]["binary_data_size"]
+            name = out["name"].removesuffix("_out")
+            back = tensors_module.from_raw(binary[offset:offset + size], out["datatype"], out["shape"], name)
+            assert back.tolist() == samples[name].tolist(), name
+            offset += size
+        assert offset == len(binary)
+
+
+def test_a_datatype_the_input_does_not_take_names_the_input_what_came_and_what_it_takes(all_types_path):
+    with make_client(model_uri=str(all_types_path), model_name="all") as c:
+        wait_ready(c)
+        samples = [{"name": t.lower(), "shape": [1, 2], "datatype": t, "data": tensors_module.to_json(
+            models.sample(t, 1))} for t in models.V2_TO_ONNX]
+        samples[1]["datatype"] = "INT8"
+        response = c.post("/v2/models/all/infer", content=protocol.dumps({"inputs": samples}))
+        assert response.status_code == 400
+        assert response.json()["error"] == ("input 'uint8'.datatype: UINT8 expected, got 'INT8'; the model takes "
+                                            "only UINT8 here (onnxruntime converts nothing)")
+        samples[1]["datatype"] = "BF16"
+        message = c.post("/v2/models/all/infer", content=protocol.dumps({"inputs": samples})).json()["error"]
+        assert message.startswith("input 'uint8'.datatype: UINT8 expected, got 'BF16' (not a v2 datatype")
+
+
+def test_non_finite_outputs_are_strings_in_json(identity_path):
+    with make_client(model_uri=str(identity_path), model_name="identity") as c:
+        wait_ready(c)
+        values = np.array([[np.nan, np.inf], [-np.inf, 0.25]], np.float32)
+        body, headers = binary_body([("input", values)])
+        response = c.post("/v2/models/identity/infer", content=body, headers=headers)
+        assert response.json()["outputs"][0]["data"] == ["NaN", "Infinity", "-Infinity", 0.25]
+        echoed = c.post("/v2/models/identity/infer", json={"inputs": [
+            {"name": "input", "shape": [2, 2], "datatype": "FP32", "data": ["NaN", "Infinity", "-Infinity", 0.25]}]})
+        assert echoed.json()["outputs"][0]["data"] == ["NaN", "Infinity", "-Infinity", 0.25]
+        v1 = c.post("/v1/models/identity:predict", json={"instances": [["NaN", 1]]})
+        assert v1.json() == {"predictions": [["NaN", 1.0]]}
+
+
+def test_server_metadata_lists_the_extensions(client):
+    assert client.get("/v2").json()["extensions"] == ["binary_tensor_data", "parameters"]
+
+
+@pytest.mark.parametrize(
+    ("path", "headers", "content", "status", "message"),
+    [
+        ("/v2/models/mlp/infer", {"Content-Encoding": "gzip"}, b"\x1f\x8b", 415,
+         "Content-Encoding 'gzip' is not supported; send the body uncompressed"),
+        ("/v1/models/mlp:predict", {"Inference-Header-Content-Length": "2"}, b"{}", 400,
+         "the binary tensor data extension belongs to v2"),
+        ("/v2/models/mlp/infer", {"Inference-Header-Content-Length": "50"}, b"{}", 400,
+         "Inference-Header-Content-Length: 50 is more than the whole body (2 bytes)"),
+        ("/v2/models/mlp/infer", {"Inference-Header-Content-Length": "x"}, b"{}", 400,
+         "Inference-Header-Content-Length: expected the JSON header's size in bytes"),
+    ],
+)
+def test_bad_encodings_are_4xx_naming_the_header(client, path, headers, content, status, message):
+    response = client.post(path, content=content, headers=headers)
+    assert response.status_code == status and message in response.json()["error"]
+
+
+def test_past_the_queue_depth_requests_get_503_with_retry_after_and_probes_keep_answering(mlp_path):
+    with make_client(model_uri=str(mlp_path), max_queue_depth=2) as c:
+        wait_ready(c)
+        admission = c.app.state.server.admission
+        assert admission.try_admit() and admission.try_admit()  # as if two requests were in progress
+        refused = c.post("/v2/models/mlp/infer", json=infer_body())
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "at capacity (2 inference requests in progress, --max-queue-depth)" in refused.json()["error"]
+        assert c.post("/v1/models/mlp:predict", json={"instances": ROWS}).status_code == 503
+        assert c.get("/v2/health/ready").status_code == 200 and c.get("/v2/models/mlp").status_code == 200
+        admission.release()
+        assert c.post("/v2/models/mlp/infer", json=infer_body()).status_code == 200
+        assert admission.in_flight == 1  # the one still held above; every served request was released
+        samples = scrape(c)
+        model = frozenset({"model_name": "mlp", "model_version": ""}.items())
+        assert samples[("modelops_inference_requests_rejected_total", model)] == 2
+        assert samples[("modelops_inference_queue_depth", model)] == 1
+        assert samples[("modelops_inference_queue_depth_limit", model)] == 2
 
 
 def test_onnxruntime_failures_on_well_formed_input_are_422(lookup_path):
@@ -190,12 +327,14 @@ def test_metrics_are_named_by_convention_and_initialised(client, mlp_sha256):
     def value(name, **labels):
         return samples[(name, frozenset({**model, **labels}.items()))]
 
-    assert value("modelops_inference_requests_total", endpoint="infer", status_code="200") == 1
-    assert value("modelops_inference_requests_total", endpoint="infer", status_code="400") == 1
-    assert value("modelops_inference_requests_total", endpoint="predict", status_code="200") == 0
-    assert value("modelops_inference_requests_total", endpoint="predict", status_code="503") == 0
-    assert value("modelops_inference_request_duration_seconds_count", endpoint="infer") == 2
-    assert value("modelops_inference_request_duration_seconds_count", endpoint="predict") == 0
+    http = {"protocol": "http"}
+    assert value("modelops_inference_requests_total", **http, endpoint="infer", status_code="200") == 1
+    assert value("modelops_inference_requests_total", **http, endpoint="infer", status_code="400") == 1
+    assert value("modelops_inference_requests_total", **http, endpoint="predict", status_code="200") == 0
+    assert value("modelops_inference_requests_total", **http, endpoint="predict", status_code="503") == 0
+    assert value("modelops_inference_requests_total", protocol="grpc", endpoint="infer", status_code="503") == 0
+    assert value("modelops_inference_request_duration_seconds_count", **http, endpoint="infer") == 2
+    assert value("modelops_inference_request_duration_seconds_count", **http, endpoint="predict") == 0
     assert value("modelops_inference_model_run_duration_seconds_count") == 1
     assert value("modelops_inference_batch_rows_bucket", le="2.0") == 1
     assert value("modelops_inference_batch_rows_bucket", le="1.0") == 0

@@ -1,5 +1,6 @@
 """The real `modelops-serve` process on real ONNX models, over loopback HTTP: serving, JSON logs,
-not-ready on a bad model, batching under concurrency, and graceful shutdown on SIGTERM."""
+not-ready on a bad model, batching under concurrency, and graceful shutdown on SIGTERM. (Its gRPC
+listener: test_grpc_process.py.)"""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Server:
     process: subprocess.Popen
     url: str
     log: Path
+    grpc_target: str = ""
 
     def log_lines(self) -> list[dict]:
         return [json.loads(line) for line in self.log.read_text().splitlines() if line.strip()]
@@ -47,12 +49,13 @@ class Server:
 
 @contextlib.contextmanager
 def serve(tmp_path: Path, *args: str, env: dict | None = None):
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     log = tmp_path / f"server-{port}.log"
-    environment = {**os.environ, "MODELOPS_PORT": str(port), "MODELOPS_HOST": "127.0.0.1", **(env or {})}
+    environment = {**os.environ, "MODELOPS_PORT": str(port), "MODELOPS_GRPC_PORT": str(grpc_port),
+                   "MODELOPS_HOST": "127.0.0.1", **(env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen([SERVE, *args], stdout=out, stderr=subprocess.STDOUT, env=environment)
-    server = Server(process, f"http://127.0.0.1:{port}", log)
+    server = Server(process, f"http://127.0.0.1:{port}", log, f"127.0.0.1:{environment['MODELOPS_GRPC_PORT']}")
     try:
         yield server
     finally:
@@ -77,7 +80,8 @@ def outputs(response: httpx.Response) -> np.ndarray:
 def test_help_documents_every_flag_and_its_environment_variable():
     text = subprocess.run([SERVE, "--help"], capture_output=True, text=True, check=True).stdout
     for flag in ("--model-uri", "--model-sha256", "--max-batch-size", "--max-batch-delay-ms", "--batching",
-                 "--intra-op-threads", "--max-body-bytes", "--port", "--drain-seconds", "--model-dir"):
+                 "--intra-op-threads", "--max-body-bytes", "--port", "--drain-seconds", "--model-dir",
+                 "--max-queue-depth"):
         assert flag in text
     assert "MODELOPS_MODEL_URI" in text and "MLFLOW_TRACKING_URI" in text
 

@@ -26,7 +26,6 @@ def test_deployment_pod_serves_the_target_and_is_locked_down():
     assert container["image"] == TARGET.image
     assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
     assert pod["readinessGates"] == [{"conditionType": manifests.VERIFIED_GATE}]
-    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -74,7 +73,7 @@ def test_ingress_routes_the_path_to_the_service_with_tls_when_asked():
 
 
 def test_service_selects_exactly_the_deployments_pods():
-    svc = manifests.service("md", "ns")
+    svc = manifests.service("md", "ns", spec())
     dep = manifests.deployment("md", "ns", spec(), TARGET)
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     labels = dep["spec"]["template"]["metadata"]["labels"]
@@ -94,3 +93,34 @@ def test_endpoint_url_prefers_the_ingress():
 
 def test_same_inputs_build_identical_objects():
     assert manifests.children("md", "ns", spec(), TARGET) == manifests.children("md", "ns", spec(), TARGET)
+
+
+def test_grpc_is_on_by_default_with_its_port_on_the_pod_and_the_service():
+    dep = manifests.deployment("md", "ns", spec(), TARGET)
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert (env["MODELOPS_GRPC"], env["MODELOPS_GRPC_PORT"]) == ("true", "8081")
+    assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
+    ports = {p["name"]: p for p in manifests.service("md", "ns", spec())["spec"]["ports"]}
+    assert ports["grpc"] == {"name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP",
+                             "appProtocol": "kubernetes.io/h2c"}
+    assert ports["http"]["port"] == manifests.SERVICE_PORT
+
+
+def test_with_grpc_the_liveness_probe_asks_grpc_health_and_readiness_stays_http_behind_the_gate():
+    pod = manifests.deployment("md", "ns", spec(), TARGET)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["livenessProbe"]["grpc"] == {"port": 8081, "service": "liveness"}
+    assert "httpGet" not in container["livenessProbe"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    assert pod["readinessGates"] == [{"conditionType": manifests.VERIFIED_GATE}]
+
+
+def test_grpc_off_leaves_http_alone_on_the_pod_and_the_service():
+    off = spec(serving={"grpc": {"enabled": False}})
+    container = manifests.deployment("md", "ns", off, TARGET)["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["MODELOPS_GRPC"] == "false" and "MODELOPS_GRPC_PORT" not in env
+    assert [p["name"] for p in container["ports"]] == ["http"]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert [p["name"] for p in manifests.service("md", "ns", off)["spec"]["ports"]] == ["http"]

@@ -41,7 +41,7 @@ def serving(record: ExportRecord, tracking_uri: str, tmp: Path):
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "modelops-serve"), "--model-uri", record.onnx_uri,
          "--model-name", "smoke", "--model-version", record.version, "--model-sha256", record.sha256,
-         "--model-dir", str(tmp), "--host", "127.0.0.1", "--port", str(port)],
+         "--model-dir", str(tmp), "--host", "127.0.0.1", "--port", str(port), "--grpc-port", str(free_port())],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
