@@ -23,8 +23,12 @@ def pod_version(pod: dict[str, Any]) -> str | None:
 
 
 def awaiting_gate(pod: dict[str, Any]) -> bool:
-    """Containers ready (the model answers its warm-up) but not yet admitted to the Service."""
+    """Containers ready (the model answers its warm-up) but not yet admitted to the Service. Only a pod
+    that declares the gate waits at it (an export Job's pod does not)."""
     if pod["metadata"].get("deletionTimestamp"):
+        return False
+    gates = {g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []}
+    if VERIFIED_GATE not in gates:
         return False
     conditions = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
     return conditions.get("ContainersReady") == "True" and conditions.get(VERIFIED_GATE) != "True"

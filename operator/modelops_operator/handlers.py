@@ -59,7 +59,9 @@ def forget_model_deployment(name: str, namespace: str, **_) -> None:
     metrics.forget(namespace, name)
 
 
-@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/managed-by": "modelops-operator"})
+# serving pods only: export Jobs' pods carry the managed-by label too, and no readiness gate
+@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/name": "modelops-serve",
+                                         "app.kubernetes.io/managed-by": "modelops-operator"})
 async def admit_serving_pods(body, **_) -> None:
     """Pods of the version already serving (HPA scale-ups, rescheduled pods, a restored last good
     version) pass the readiness gate without new checks; a new version's pods wait for the reconcile."""
