@@ -90,9 +90,12 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
     attempt = w.status.get("attempt") or {}
     if attempt.get("key") != key:
         attempt = {"key": key, "startedAt": time.time()}
-        await w.update(attempt=attempt, targetModelVersion=version, selector=selector_string(w.name))
         if not w.status.get("phase"):
             await w.phase("Pending", "Resolved", f"{md.model.reference} resolved to version {version}")
+        # the new target and the phase leaving a settled one in one patch: a client never sees the
+        # last attempt's Ready beside the next version
+        await w.phase("Exporting", "Exporting", f"exporting models:/{md.model.name}/{version} to ONNX",
+                      attempt=attempt, targetModelVersion=version, selector=selector_string(w.name))
 
     record = await _export(w, md, resolved, tracking_uri, pod_tracking_uri, config)
     if record is None:
