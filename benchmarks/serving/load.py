@@ -1,0 +1,110 @@
+"""Drives loadgen.py processes from the benchmark: one measured window, the server's CPU time read at its
+edges, every client process's latencies merged into one summary."""
+
+from __future__ import annotations
+
+import array
+import base64
+import json
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.serving import stats
+
+LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
+
+
+@dataclass(frozen=True)
+class Load:
+    """What every client sends: a pre-encoded HTTP request, or (mode grpc) the tensors of a ModelInferRequest."""
+
+    mode: str  # "http" or "grpc"
+    port: int
+    rows: int  # per request
+    request: bytes = b""
+    grpc: dict | None = None
+
+    def spec(self) -> dict:
+        if self.mode == "grpc":
+            return {"mode": "grpc", "port": self.port, "grpc": self.grpc}
+        return {"mode": "http", "port": self.port, "request_b64": base64.b64encode(self.request).decode()}
+
+
+def probe(python: str, load: Load) -> dict:
+    """One request through the load generator; its answer as a sample (see loadgen.probe)."""
+    done = subprocess.run([python, str(LOADGEN), "-"], input=json.dumps({**load.spec(), "probe": True}),
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        return {"status": 0, "error": f"load generator failed: {done.stderr.strip()[-500:]}"}
+    return json.loads(done.stdout)
+
+
+def _sleep_until(t: float) -> None:
+    delay = t - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+
+
+def measure(python: str, load: Load, connections: int, seconds: float, warmup: float, *, processes: int = 1,
+            server_cpu: Callable[[], float] | None = None, retry_after_cap_s: float = 1.0) -> dict:
+    """`connections` closed-loop clients split over `processes` load generators for one window of
+    `seconds` after `warmup`; the server's CPU seconds are read as the window opens and closes."""
+    processes = max(1, min(processes, connections))
+    setup = 1.5 + connections / 500 + (1.0 if load.mode == "grpc" else 0.0)  # interpreter start, connects
+    start_at = time.monotonic() + setup
+    shares = [connections // processes + (i < connections % processes) for i in range(processes)]
+    procs = []
+    for share in shares:
+        spec = {**load.spec(), "connections": share, "start_at": start_at, "warmup_s": warmup,
+                "duration_s": seconds, "retry_after_cap_s": retry_after_cap_s}
+        spec_file = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="loadgen-", delete=False)  # noqa: SIM115
+        with spec_file:
+            json.dump(spec, spec_file)
+        procs.append((subprocess.Popen([python, str(LOADGEN), spec_file.name], stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True), Path(spec_file.name)))
+    t0 = start_at + warmup
+    _sleep_until(t0)
+    cpu0 = server_cpu() if server_cpu else None
+    _sleep_until(t0 + seconds)
+    cpu1 = server_cpu() if server_cpu else None
+    results = []
+    for p, spec_path in procs:
+        out, err = p.communicate(timeout=120)
+        spec_path.unlink(missing_ok=True)
+        if p.returncode != 0:
+            raise RuntimeError(f"load generator exited with {p.returncode}: {err.strip()[-800:]}")
+        results.append(json.loads(out))
+    return merge(results, seconds, load.rows, None if cpu0 is None else cpu1 - cpu0, connections)
+
+
+def merge(results: list[dict], seconds: float, rows: int, server_cpu_s: float | None, connections: int) -> dict:
+    latencies = array.array("d")
+    for r in results:
+        latencies.frombytes(base64.b64decode(r["latencies_b64"]))
+    out = stats.summarise(latencies, seconds, rows, rejected=sum(r["rejected"] for r in results),
+                          errors=sum(r["errors"] for r in results), server_cpu_s=server_cpu_s,
+                          client_cpu_s=sum(r["client_cpu_s"] for r in results))
+    out["connections"] = connections
+    out["client_processes"] = len(results)
+    late = max(r["late_start_s"] for r in results)
+    if late:
+        out["client_late_start_s"] = late
+    samples: dict = {}
+    for r in results:
+        for k, v in r["samples"].items():
+            samples.setdefault(k, v)
+    for key in ("error", "rejected"):
+        if key in samples:
+            out[f"{key}_sample"] = _brief(samples[key])
+    return out
+
+
+def _brief(sample: dict) -> str:
+    if "error" in sample:
+        return sample["error"]
+    body = base64.b64decode(sample.get("body_b64", "")).decode(errors="replace")
+    return f"{sample.get('status')}: {body[:200]}"
