@@ -13,6 +13,7 @@ import logging
 import onnxruntime as ort
 from kserve import InferOutput, InferRequest, InferResponse, Model, ModelServer, model_server
 from kserve import logging as kserve_logging
+from kserve.utils.utils import generate_uuid
 
 
 class OnnxModel(Model):
@@ -35,7 +36,7 @@ class OnnxModel(Model):
         results = self.session.run(None, feed)
         outputs = [InferOutput(name=n, shape=list(r.shape), datatype="FP32", data=r)
                    for n, r in zip(self.output_names, results, strict=True)]
-        return InferResponse(response_id=payload.id, model_name=self.name, infer_outputs=outputs)
+        return InferResponse(response_id=payload.id or generate_uuid(), model_name=self.name, infer_outputs=outputs)
 
 
 def main() -> None:
