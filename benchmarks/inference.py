@@ -276,15 +276,15 @@ class Bench:
         return self.workdir / f"{name}.log"
 
 
-def modelops_env() -> dict:
-    return {"PYTHONPATH": os.pathsep.join(str(ROOT / p) for p in ("inference", "training", "operator"))}
+def modelops_env(inference_src: Path) -> dict:
+    return {"PYTHONPATH": os.pathsep.join(str(p) for p in (inference_src, ROOT / "training", ROOT / "operator"))}
 
 
 @contextlib.contextmanager
 def modelops(b: Bench, model: BenchModel, batching: bool, flags: set[str]) -> Iterator[servers.Server]:
     grpc_flag = GRPC_PORT_FLAG if GRPC_PORT_FLAG in flags else None
     port = free_port()
-    with servers.modelops_serve(sys.executable, modelops_env(), model.onnx_path, model.name, port,
+    with servers.modelops_serve(sys.executable, modelops_env(b.args.inference_src), model.onnx_path, model.name, port,
                                 b.log(f"modelops-{model.name}-{'on' if batching else 'off'}"), batching=batching,
                                 grpc_flag=grpc_flag, grpc_port=free_port() if grpc_flag else None,
                                 extra=shlex.split(b.args.serve_args)) as server:
@@ -376,7 +376,7 @@ def bench(args) -> list[dict]:
     if "mlflow" in args.servers and "one_row" in args.scenarios:
         print("logging models to MLflow (.data/bench-mlflow)", file=sys.stderr)
         mlflow = log_to_mlflow(models, ROOT / ".data" / "bench-mlflow")
-    flags = servers.modelops_flags(sys.executable, modelops_env())
+    flags = servers.modelops_flags(sys.executable, modelops_env(args.inference_src))
     for m in models:
         print(f"[{m.name}]", file=sys.stderr)
         if "inprocess" in args.servers and "one_row" in args.scenarios:
@@ -420,6 +420,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scenarios", type=names(tuple(report.SCENARIOS)), default=list(report.SCENARIOS))
     p.add_argument("--skip-mlflow", action="store_true", help="same as leaving mlflow out of --servers")
     p.add_argument("--serve-args", default="", help="extra modelops-serve flags, e.g. '--max-queue-depth 64'")
+    p.add_argument("--inference-src", type=Path, default=ROOT / "inference",
+                   help="the inference/ folder whose modelops-serve is measured (e.g. another branch's, exported)")
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     if args.quick:

@@ -18,7 +18,7 @@ SCENARIOS = {
     "one_row": "one-row requests (ratio: req/s ÷ modelops-serve JSON's)",
     "rows": "multi-row requests, CNN (ratio: rows/s ÷ modelops-serve JSON's at the same rows)",
     "batching": "dynamic batching, one-row requests (ratio: rows/s ÷ the same protocol with batching off)",
-    "overload": "overload, one-row requests (ratio: admitted req/s ÷ the 32-connection run's)",
+    "overload": "overload, one-row requests (ratio: admitted req/s ÷ the run with the fewest connections)",
 }
 
 
@@ -154,7 +154,7 @@ def target_overload(runs: list[dict], within: float = 0.10, p99_ms: float = 50.0
     ok = x >= 1 - within and high["p99_ms"] is not None and high["p99_ms"] < p99_ms
     return Target("overload", goal, _verdict(ok),
                   f"{high['clients']} connections: {high['req_per_s']:,.0f} admitted req/s = {x:.2f}x of "
-                  f"{low['clients']}'s, p99 {high['p99_ms']} ms, {high['rejected']:,} rejected (503)")
+                  f"{low['clients']}'s, p99 {high['p99_ms']} ms, {high.get('rejected', 0):,} rejected (503)")
 
 
 def targets(runs: list[dict]) -> list[Target]:
@@ -176,10 +176,14 @@ def _num(value, fmt: str) -> str:
     return "" if value is None else format(value, fmt)
 
 
-def row(r: dict, label: str) -> tuple[str, ...]:
+def row(r: dict, label: str, notes: list[str]) -> tuple[str, ...]:
+    """One table row; an unmeasured run shows its status and the number of its reason in `notes`."""
     head = (r["model"], label, r["protocol"], str(r["clients"]), str(r["rows"]))
     if r.get("status") != "ok":
-        return (*head, f"{r['status']}: {r.get('reason', '')}"[:90], *[""] * (len(COLUMNS) - len(head) - 1))
+        reason = r.get("reason", "")
+        if reason not in notes:
+            notes.append(reason)
+        return (*head, f"{r['status']} [{notes.index(reason) + 1}]", *[""] * (len(COLUMNS) - len(head) - 1))
     errors = f" ({r['errors']} errors)" if r.get("errors") else ""
     return (*head, _num(r["req_per_s"], ",.0f") + errors, _num(r["rows_per_s"], ",.0f"), _num(r["p50_ms"], ".2f"),
             _num(r["p99_ms"], ".2f"), _num(r.get("server_cpu_us_per_req"), ",.0f"),
@@ -200,8 +204,10 @@ def table(runs: list[dict], labels: dict[str, str], found: list[Target]) -> str:
         chosen = [r for r in runs if r["scenario"] == scenario]
         if not chosen:
             continue
-        lines += ["", f"{scenario}: {title}"]
-        lines += markdown([COLUMNS, *(row(r, labels.get(r["server"], r["server"]) + _suffix(r)) for r in chosen)])
+        notes: list[str] = []
+        rows = [row(r, labels.get(r["server"], r["server"]) + _suffix(r), notes) for r in chosen]
+        lines += ["", f"{scenario}: {title}", *markdown([COLUMNS, *rows])]
+        lines += [f"[{i}] {note}" for i, note in enumerate(notes, 1)]
     lines += ["", "targets:"] + [t.line() for t in found]
     return "\n".join(lines).lstrip("\n")
 

@@ -28,7 +28,7 @@ HEADER_LENGTH = "Inference-Header-Content-Length"
 def datatype(array: np.ndarray) -> str:
     if array.dtype.kind in "OSU":
         return "BYTES"
-    return DATATYPES[array.dtype]
+    return DATATYPES[array.dtype.newbyteorder("=")]
 
 
 def tensor_bytes(array: np.ndarray) -> bytes:
