@@ -53,8 +53,8 @@ for path in (ROOT, ROOT / "inference", ROOT / "training"):  # this checkout's co
         sys.path.insert(0, str(path))
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-from benchmarks.serving import report, servers, venvs, wire  # noqa: E402  (needs ROOT on sys.path)
-from benchmarks.serving.load import Load, measure, probe  # noqa: E402
+from benchmarks.serving import report, servers, tools, wire  # noqa: E402  (needs ROOT on sys.path)
+from benchmarks.serving.load import Generator, Load, measure, probe  # noqa: E402
 from benchmarks.serving.stats import summarise  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
@@ -192,9 +192,7 @@ def v2_load(protocol: str, server: servers.Server, model: BenchModel, rows: int)
         return Load("http", server.http_port, rows, wire.v2_json_request(server.http_port, path, x))
     if protocol == "binary":
         return Load("http", server.http_port, rows, wire.v2_binary_request(server.http_port, path, x, [OUTPUT]))
-    tensors = [{"name": n, "datatype": wire.datatype(a), "shape": list(a.shape),
-                "raw_b64": base64.b64encode(wire.tensor_bytes(a)).decode()} for n, a in x.items()]
-    return Load("grpc", server.grpc_port or 0, rows, grpc={"model": model.name, "inputs": tensors})
+    return Load("grpc", server.grpc_port or 0, rows, wire.grpc_infer_request(model.name, x))
 
 
 def mlflow_load(server: servers.Server, model: BenchModel, rows: int) -> Load:
@@ -204,12 +202,9 @@ def mlflow_load(server: servers.Server, model: BenchModel, rows: int) -> Load:
 
 def outputs_of(sample: dict, protocol: str) -> np.ndarray:
     """The probabilities in a probe's answer (an HTTP body in any protocol's shape, or gRPC outputs)."""
-    if protocol == "grpc":
-        o = next(o for o in sample["outputs"] if o["name"] == OUTPUT)
-        if "raw_b64" in o:
-            return wire.from_bytes(base64.b64decode(o["raw_b64"]), o["datatype"], o["shape"])
-        return np.asarray(o["data"], np.float32).reshape(o["shape"])
     body = base64.b64decode(sample["body_b64"])
+    if protocol == "grpc":
+        return wire.decode_grpc_response(body)[OUTPUT]
     if protocol == "mlflow":
         return wire.decode_mlflow(body)
     length = next((line.split(":", 1)[1].strip() for line in sample["head"].split("\r\n")
@@ -240,7 +235,7 @@ class Bench:
     """The settings of this run and what it has measured so far."""
 
     args: argparse.Namespace
-    loadgen: str
+    loadgen: Generator
     workdir: Path
     runs: list[dict] = field(default_factory=list)
 
@@ -346,7 +341,7 @@ def bench_alternatives(b: Bench, m: BenchModel, answer: bytes, mlflow: tuple[str
                                 b.log(f"floor-{m.name}")) as s:
             b.load_run(one_row | dict(server="http_floor", protocol="json"), s, v2_load("json", s, m, 1), None)
     if "mlserver" in a.servers:
-        python = str(venvs.ensure("mlserver", ROOT))
+        python = str(tools.ensure("mlserver", ROOT))
         for workers in a.mlserver_parallel_workers:
             ports = [free_port() for _ in range(3)]
             with servers.mlserver(python, m.onnx_path, m.name, *ports, b.workdir, b.log(f"mlserver-{m.name}-{workers}"),
@@ -355,7 +350,7 @@ def bench_alternatives(b: Bench, m: BenchModel, answer: bytes, mlflow: tuple[str
                     b.load_run(one_row | dict(server=f"mlserver_pw{workers}", protocol=protocol), s,
                                v2_load(protocol, s, m, 1), m.expected(1))
     if "kserve" in a.servers:
-        python = str(venvs.ensure("kserve", ROOT))
+        python = str(tools.ensure("kserve", ROOT))
         with servers.kserve(python, m.onnx_path, m.name, free_port(), free_port(), b.log(f"kserve-{m.name}")) as s:
             for protocol in PROTOCOLS:
                 b.load_run(one_row | dict(server="kserve", protocol=protocol), s, v2_load(protocol, s, m, 1),
@@ -367,9 +362,22 @@ def bench_alternatives(b: Bench, m: BenchModel, answer: bytes, mlflow: tuple[str
             b.load_run(one_row | dict(server="mlflow", protocol="mlflow"), s, mlflow_load(s, m, 1), m.expected(1))
 
 
+def load_generator(choice: str) -> Generator:
+    """The Go load generator unless asked for Python or Go is not installed."""
+    if choice in ("auto", "go"):
+        binary = tools.go_loadgen(ROOT)
+        if binary is not None:
+            return Generator.go(binary)
+        if choice == "go":
+            raise SystemExit("--loadgen go: no Go toolchain (`go`) on PATH")
+        print("no Go toolchain: using the Python load generator (costs more CPU per request)", file=sys.stderr)
+    return Generator.python(tools.ensure("loadgen", ROOT))
+
+
 def bench(args) -> list[dict]:
     workdir = Path(tempfile.mkdtemp(prefix="modelops-bench-"))
-    b = Bench(args, str(venvs.ensure("loadgen", ROOT)), workdir)
+    b = Bench(args, load_generator(args.loadgen), workdir)
+    print(f"load generator: {b.loadgen.name} ({' '.join(b.loadgen.command)})", file=sys.stderr)
     print(f"exporting models (work dir {workdir})", file=sys.stderr)
     models = [m for m in build_models(workdir) if m.name in args.models]
     mlflow = None
@@ -413,6 +421,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rows-clients", type=int, default=8, help="connections in the rows scenario")
     p.add_argument("--overload-connections", type=int, default=1000, help="connections in the overload run")
     p.add_argument("--client-processes", type=int, default=1, help="load generator processes per run")
+    p.add_argument("--loadgen", choices=("auto", "go", "python"), default="auto",
+                   help="load generator: Go (benchmarks/serving/loadgen_go, built on first use) or Python")
     p.add_argument("--mlserver-parallel-workers", type=ints, default=[0, 1],
                    help="MLServer parallel_workers settings to run (0: inference in the server process)")
     p.add_argument("--models", type=names(("mlp", "cnn")), default=["mlp", "cnn"])

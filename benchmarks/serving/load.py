@@ -19,24 +19,38 @@ LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
 
 
 @dataclass(frozen=True)
+class Generator:
+    """How to start a load generator process: the Go binary, or loadgen.py under the loadgen venv's python."""
+
+    name: str  # "go" or "python"
+    command: tuple[str, ...]
+
+    @classmethod
+    def go(cls, binary: Path) -> Generator:
+        return cls("go", (str(binary),))
+
+    @classmethod
+    def python(cls, python: Path) -> Generator:
+        return cls("python", (str(python), str(LOADGEN)))
+
+
+@dataclass(frozen=True)
 class Load:
-    """What every client sends: a pre-encoded HTTP request, or (mode grpc) the tensors of a ModelInferRequest."""
+    """What every client sends, encoded once: an HTTP request, or (mode grpc) a serialized ModelInferRequest."""
 
     mode: str  # "http" or "grpc"
     port: int
     rows: int  # per request
     request: bytes = b""
-    grpc: dict | None = None
 
     def spec(self) -> dict:
-        if self.mode == "grpc":
-            return {"mode": "grpc", "port": self.port, "grpc": self.grpc}
-        return {"mode": "http", "port": self.port, "request_b64": base64.b64encode(self.request).decode()}
+        key = "grpc_request_b64" if self.mode == "grpc" else "request_b64"
+        return {"mode": self.mode, "port": self.port, key: base64.b64encode(self.request).decode()}
 
 
-def probe(python: str, load: Load) -> dict:
+def probe(generator: Generator, load: Load) -> dict:
     """One request through the load generator; its answer as a sample (see loadgen.probe)."""
-    done = subprocess.run([python, str(LOADGEN), "-"], input=json.dumps({**load.spec(), "probe": True}),
+    done = subprocess.run([*generator.command, "-"], input=json.dumps({**load.spec(), "probe": True}),
                           capture_output=True, text=True, timeout=120)
     if done.returncode != 0:
         return {"status": 0, "error": f"load generator failed: {done.stderr.strip()[-500:]}"}
@@ -49,12 +63,12 @@ def _sleep_until(t: float) -> None:
         time.sleep(delay)
 
 
-def measure(python: str, load: Load, connections: int, seconds: float, warmup: float, *, processes: int = 1,
+def measure(generator: Generator, load: Load, connections: int, seconds: float, warmup: float, *, processes: int = 1,
             server_cpu: Callable[[], float] | None = None, retry_after_cap_s: float = 1.0) -> dict:
     """`connections` closed-loop clients split over `processes` load generators for one window of
     `seconds` after `warmup`; the server's CPU seconds are read as the window opens and closes."""
     processes = max(1, min(processes, connections))
-    setup = 1.5 + connections / 500 + (1.0 if load.mode == "grpc" else 0.0)  # interpreter start, connects
+    setup = 1.0 + connections / 500 + (1.0 if generator.name == "python" else 0.0)  # process start, connects
     start_at = time.monotonic() + setup
     shares = [connections // processes + (i < connections % processes) for i in range(processes)]
     procs = []
@@ -64,7 +78,7 @@ def measure(python: str, load: Load, connections: int, seconds: float, warmup: f
         spec_file = tempfile.NamedTemporaryFile("w", suffix=".json", prefix="loadgen-", delete=False)  # noqa: SIM115
         with spec_file:
             json.dump(spec, spec_file)
-        procs.append((subprocess.Popen([python, str(LOADGEN), spec_file.name], stdout=subprocess.PIPE,
+        procs.append((subprocess.Popen([*generator.command, spec_file.name], stdout=subprocess.PIPE,
                                        stderr=subprocess.PIPE, text=True), Path(spec_file.name)))
     t0 = start_at + warmup
     _sleep_until(t0)
@@ -78,7 +92,9 @@ def measure(python: str, load: Load, connections: int, seconds: float, warmup: f
         if p.returncode != 0:
             raise RuntimeError(f"load generator exited with {p.returncode}: {err.strip()[-800:]}")
         results.append(json.loads(out))
-    return merge(results, seconds, load.rows, None if cpu0 is None else cpu1 - cpu0, connections)
+    out = merge(results, seconds, load.rows, None if cpu0 is None else cpu1 - cpu0, connections)
+    out["load_generator"] = generator.name
+    return out
 
 
 def merge(results: list[dict], seconds: float, rows: int, server_cpu_s: float | None, connections: int) -> dict:

@@ -124,3 +124,117 @@ def v2_json_request(port: int, path: str, inputs: dict[str, np.ndarray]) -> byte
 def v2_binary_request(port: int, path: str, inputs: dict[str, np.ndarray], outputs: Iterable[str]) -> bytes:
     body, header_length = v2_binary(inputs, outputs)
     return http_post(port, path, body, "application/octet-stream", {HEADER_LENGTH: str(header_length)})
+
+
+# --- v2 gRPC messages (inference.GRPCInferenceService, grpc_predict_v2.proto) ----------------------
+# Only the fields a load generator sends and reads, written with protobuf's wire format by hand so the
+# benchmark needs no generated code: ModelInferRequest{1 model_name, 5 inputs, 6 outputs,
+# 7 raw_input_contents}, InferInputTensor{1 name, 2 datatype, 3 shape}; ModelInferResponse{5 outputs,
+# 6 raw_output_contents}, InferOutputTensor{1 name, 2 datatype, 3 shape, 5 contents}.
+
+GRPC_INFER = "/inference.GRPCInferenceService/ModelInfer"
+_CONTENTS_FIELDS = {6: ("FP32", "<f4", 5), 7: ("FP64", "<f8", 1), 2: ("INT32", None, 0), 3: ("INT64", None, 0)}
+
+
+def _varint(n: int) -> bytes:
+    n &= (1 << 64) - 1  # negative int64 values take ten bytes, as protobuf writes them
+    out = bytearray()
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (string, bytes, message, packed repeated)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def grpc_infer_request(model: str, inputs: dict[str, np.ndarray], outputs: Iterable[str] = ()) -> bytes:
+    """A serialized ModelInferRequest with the tensors in raw_input_contents, as tritonclient sends them."""
+    out = bytearray(_field(1, model.encode()))
+    for name, a in inputs.items():
+        shape = b"".join(_varint(d) for d in a.shape)
+        out += _field(5, _field(1, name.encode()) + _field(2, datatype(a).encode()) + _field(3, shape))
+    for name in outputs:
+        out += _field(6, _field(1, name.encode()))
+    for a in inputs.values():
+        out += _field(7, tensor_bytes(a))
+    return bytes(out)
+
+
+def _read_varint(raw: bytes, at: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        byte = raw[at]
+        at += 1
+        n |= (byte & 0x7F) << shift
+        shift += 7
+        if not byte & 0x80:
+            return n, at
+
+
+def _fields(raw: bytes) -> list[tuple[int, int, bytes | int]]:
+    """(field number, wire type, value) of every field of one message, in order."""
+    out, at = [], 0
+    while at < len(raw):
+        key, at = _read_varint(raw, at)
+        number, kind = key >> 3, key & 7
+        if kind == 0:
+            value, at = _read_varint(raw, at)
+        elif kind == 2:
+            size, at = _read_varint(raw, at)
+            value, at = raw[at:at + size], at + size
+        elif kind in (1, 5):
+            size = 8 if kind == 1 else 4
+            value, at = raw[at:at + size], at + size
+        else:
+            raise ValueError(f"protobuf wire type {kind} not supported")
+        out.append((number, kind, value))
+    return out
+
+
+def _varints(kind: int, value) -> list[int]:
+    if kind == 0:
+        return [value]
+    items, at = [], 0
+    while at < len(value):
+        n, at = _read_varint(value, at)
+        items.append(n - (1 << 64) if n >= 1 << 63 else n)
+    return items
+
+
+def decode_grpc_response(raw: bytes) -> dict[str, np.ndarray]:
+    """The outputs of a serialized ModelInferResponse: raw_output_contents in output order, else each
+    output's typed contents (fp32, fp64, int32, int64)."""
+    fields = _fields(raw)
+    blobs = [v for n, _, v in fields if n == 6]
+    out = {}
+    for i, message in enumerate(v for n, _, v in fields if n == 5):
+        name, dtype_name, shape, contents = "", "", [], None
+        for number, kind, value in _fields(message):
+            if number == 1:
+                name = value.decode()
+            elif number == 2:
+                dtype_name = value.decode()
+            elif number == 3:
+                shape += _varints(kind, value)
+            elif number == 5:
+                contents = value
+        if i < len(blobs):
+            out[name] = from_bytes(blobs[i], dtype_name, shape)
+        elif contents is not None:
+            out[name] = _typed_contents(contents, shape)
+    return out
+
+
+def _typed_contents(contents: bytes, shape: list[int]) -> np.ndarray:
+    for number, kind, value in _fields(contents):
+        if number in _CONTENTS_FIELDS:
+            name, fixed, wire_type = _CONTENTS_FIELDS[number]
+            if fixed and kind == 2:
+                return np.frombuffer(value, dtype=fixed).reshape(shape)
+            if not fixed:
+                return np.asarray(_varints(kind, value), dtype=NUMPY[name]).reshape(shape)
+    raise ValueError("no raw_output_contents and no supported typed contents")

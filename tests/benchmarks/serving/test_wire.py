@@ -78,3 +78,30 @@ def test_binary_http_request_declares_the_header_length_and_the_whole_body_lengt
     assert int(headers["Content-Length"]) == len(body)
     n = int(headers["Inference-Header-Content-Length"])
     assert json.loads(body[:n])["inputs"][0]["parameters"]["binary_data_size"] == len(body) - n == 8
+
+
+# Bytes serialized by tritonclient 2.73's service_pb2 (protobuf 6.33) for the same messages.
+TRITON_REQUEST = bytes.fromhex(
+    "0a036d6c702a110a05696e7075741204465033321a020203320f0a0d70726f626162696c69746965733a18"
+    "000000000000803f0000004000004040000080400000a040")
+TRITON_TYPED_RESPONSE = bytes.fromhex(
+    "0a036d6c702a190a01701204465033321a0201022a0a32080000003f0000803e2a1c0a016c1205494e5436341a01022a0d1a0bff"
+    "ffffffffffffffff0107")
+
+
+def test_grpc_request_is_byte_for_byte_what_tritonclient_serializes():
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    assert wire.grpc_infer_request("mlp", {"input": x}, ["probabilities"]) == TRITON_REQUEST
+
+
+def test_grpc_response_outputs_decode_from_raw_output_contents():
+    x = np.arange(6, dtype=np.float32).reshape(2, 3)
+    output = wire._field(1, b"y") + wire._field(2, b"FP32") + wire._field(3, bytes([2, 3]))
+    raw = wire._field(1, b"mlp") + wire._field(5, output) + wire._field(6, x.tobytes())
+    np.testing.assert_array_equal(wire.decode_grpc_response(raw)["y"], x)
+
+
+def test_grpc_response_outputs_decode_from_typed_contents_with_negative_int64():
+    out = wire.decode_grpc_response(TRITON_TYPED_RESPONSE)
+    np.testing.assert_array_equal(out["p"], np.array([[0.5, 0.25]], np.float32))
+    assert out["l"].tolist() == [-1, 7]

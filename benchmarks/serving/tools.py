@@ -1,21 +1,26 @@
-"""The peers' own virtual environments (MLServer, KServe, the load generator), made on first use.
+"""The benchmark's own tools, made on first use: the peers' virtual environments (MLServer, KServe, the
+Python load generator) and the Go load generator's binary.
 
 MLServer, KServe and modelops pin different versions of the same libraries (fastapi, starlette,
 protobuf, grpcio), so each gets its own venv, installed from a fully pinned file under
-`requirements/`. They live in the main checkout's git-ignored `.cache/bench-venvs/`, shared by every
-worktree and kept across runs; a venv is rebuilt only when its pinned file changes.
+`requirements/`. The Go load generator is built from `loadgen_go/` (go.sum pins every module). All of
+it lives in the main checkout's git-ignored `.cache/bench-venvs/`, shared by every worktree and kept
+across runs; each is rebuilt only when what it is built from changes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-REQUIREMENTS = Path(__file__).resolve().parent / "requirements"
+HERE = Path(__file__).resolve().parent
+REQUIREMENTS = HERE / "requirements"
+GO_SOURCE = HERE / "loadgen_go"
 PEERS = ("mlserver", "kserve", "loadgen")
 
 
@@ -63,11 +68,30 @@ def ensure(peer: str, repo: Path) -> Path:
     return python
 
 
+def go_loadgen(repo: Path) -> Path | None:
+    """The Go load generator's binary, built when missing or stale; None without a Go toolchain."""
+    go = shutil.which("go")
+    if go is None:
+        return None
+    sources = sorted(p for p in GO_SOURCE.iterdir() if p.suffix in (".go", ".mod", ".sum"))
+    digest = hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sources)).hexdigest()[:16]
+    folder = cache_root(repo) / "loadgen-go"
+    binary, stamp_file = folder / "loadgen", folder / ".modelops-stamp"
+    if binary.exists() and stamp_file.exists() and stamp_file.read_text() == digest:
+        return binary
+    print(f"building the Go load generator into {binary} (once; downloads its modules)", file=sys.stderr, flush=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run([go, "build", "-trimpath", "-o", str(binary), "."], cwd=GO_SOURCE, check=True,
+                   env={**os.environ, "CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly"})
+    stamp_file.write_text(digest)
+    return binary
+
+
 def main() -> None:
-    """`python -m benchmarks.serving.venvs [PEER...]`: make the venvs ahead of a benchmark run."""
+    """`python -m benchmarks.serving.tools [PEER...]`: make the venvs and the Go load generator ahead of a run."""
     repo = Path(__file__).resolve().parents[2]
-    for peer in sys.argv[1:] or PEERS:
-        print(ensure(peer, repo))
+    for peer in sys.argv[1:] or (*PEERS, "loadgen-go"):
+        print(go_loadgen(repo) if peer == "loadgen-go" else ensure(peer, repo))
 
 
 if __name__ == "__main__":
