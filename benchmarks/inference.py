@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -63,11 +64,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "inference.json"
 INPUT, OUTPUT = "input", "probabilities"
 GRPC_PORT_FLAG = "--grpc-port"
 PROTOCOLS = ("json", "binary", "grpc")
-SERVERS = ("inprocess", "http_floor", "modelops", "mlserver", "kserve", "mlflow")
+SERVERS = ("inprocess", "floors", "modelops", "mlserver", "kserve", "mlflow")
 LABELS = {
     "inprocess": "onnxruntime session.run, in process (floor)",
     "torch": "torch eager, in process",
     "http_floor": "uvicorn answering a constant (HTTP floor)",
+    "grpc_floor": "grpc.aio answering a constant (gRPC floor)",
     "modelops": "modelops-serve",
     "mlserver_pw0": "MLServer 1.7, parallel_workers 0",
     "mlserver_pw1": "MLServer 1.7, parallel_workers 1 (its default)",
@@ -292,18 +294,19 @@ def grpc_missing(server: servers.Server) -> str | None:
     return None
 
 
-def bench_modelops(b: Bench, m: BenchModel, flags: set[str]) -> bytes:
-    """Every scenario against modelops-serve for one model; returns its one-row JSON answer (the HTTP
-    floor answers the same bytes)."""
+def bench_modelops(b: Bench, m: BenchModel, flags: set[str]) -> dict[str, bytes]:
+    """Every scenario against modelops-serve for one model; returns its one-row answers by protocol (the
+    floors answer the same bytes)."""
     a = b.args
-    answer = b""
+    answers = {}
     with modelops(b, m, True, flags) as s:
         for protocol in PROTOCOLS:
             missing = grpc_missing(s) if protocol == "grpc" else None
             load = v2_load(protocol, s, m, 1)
-            if protocol == "json":
+            if not missing:
                 sample = probe(b.loadgen, load)
-                answer = base64.b64decode(sample.get("body_b64", ""))
+                if sample.get("status") == 200:
+                    answers[protocol] = base64.b64decode(sample["body_b64"])
             if "one_row" in a.scenarios:
                 b.load_run(dict(scenario="one_row", model=m.name, server="modelops", protocol=protocol,
                                 clients=a.clients, rows=1), s, load, m.expected(1), missing)
@@ -328,18 +331,26 @@ def bench_modelops(b: Bench, m: BenchModel, flags: set[str]) -> bytes:
                 b.load_run(dict(scenario="batching", model=m.name, server="modelops", protocol=protocol,
                                 clients=a.batch_clients, rows=1, batching="off"), s, v2_load(protocol, s, m, 1),
                            m.expected(1), missing)
-    return answer
+    return answers
 
 
-def bench_alternatives(b: Bench, m: BenchModel, answer: bytes, mlflow: tuple[str, dict[str, str]] | None) -> None:
+def bench_floors(b: Bench, m: BenchModel, answers: dict[str, bytes]) -> None:
+    """uvicorn and grpc.aio answering modelops-serve's own answers as constants, under the same load."""
+    one_row = dict(scenario="one_row", model=m.name, clients=b.args.clients, rows=1)
+    outputs = {OUTPUT: m.expected(1)}
+    json_answer = answers.get("json") or wire.v2_json(outputs).replace(b'"inputs"', b'"outputs"')
+    with servers.http_floor(sys.executable, json_answer, free_port(), b.workdir, b.log(f"floor-{m.name}")) as s:
+        b.load_run(one_row | dict(server="http_floor", protocol="json"), s, v2_load("json", s, m, 1), None)
+    python = sys.executable if importlib.util.find_spec("grpc") else str(tools.ensure("loadgen", ROOT))
+    grpc_answer = answers.get("grpc") or wire.grpc_infer_response(m.name, outputs)
+    with servers.grpc_floor(python, grpc_answer, free_port(), b.workdir, b.log(f"grpc-floor-{m.name}")) as s:
+        b.load_run(one_row | dict(server="grpc_floor", protocol="grpc"), s, v2_load("grpc", s, m, 1), m.expected(1))
+
+
+def bench_alternatives(b: Bench, m: BenchModel, mlflow: tuple[str, dict[str, str]] | None) -> None:
     """The one-row scenario against every other server."""
     a = b.args
     one_row = dict(scenario="one_row", model=m.name, clients=a.clients, rows=1)
-    if "http_floor" in a.servers:
-        port = free_port()
-        with servers.http_floor(sys.executable, answer or b'{"outputs":[]}', port, b.workdir,
-                                b.log(f"floor-{m.name}")) as s:
-            b.load_run(one_row | dict(server="http_floor", protocol="json"), s, v2_load("json", s, m, 1), None)
     if "mlserver" in a.servers:
         python = str(tools.ensure("mlserver", ROOT))
         for workers in a.mlserver_parallel_workers:
@@ -391,9 +402,11 @@ def bench(args) -> list[dict]:
             keys = dict(scenario="one_row", model=m.name, protocol="in process", clients=1, rows=1)
             b.record(keys | {"server": "inprocess"}, bench_onnxruntime(m, args.seconds, args.warmup))
             b.record(keys | {"server": "torch"}, bench_torch(m, args.seconds, args.warmup))
-        answer = bench_modelops(b, m, flags) if "modelops" in args.servers else b""
+        answers = bench_modelops(b, m, flags) if "modelops" in args.servers else {}
         if "one_row" in args.scenarios:
-            bench_alternatives(b, m, answer, mlflow)
+            if "floors" in args.servers:
+                bench_floors(b, m, answers)
+            bench_alternatives(b, m, mlflow)
     shutil.rmtree(workdir, ignore_errors=True)
     return b.runs
 

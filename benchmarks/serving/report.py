@@ -116,7 +116,9 @@ def target_binary(runs: list[dict], factor: float = 1.3) -> Target:
 
 
 def target_batching(runs: list[dict], model: str, factor: float = 2.0) -> Target:
-    goal = f"{model}: batching on ≥ {factor:g}x batching off rows/s at 64 clients, for at least one protocol"
+    clients = sorted({r["clients"] for r in runs if r["scenario"] == "batching"}) or [64]
+    goal = (f"{model}: batching on ≥ {factor:g}x batching off rows/s at {'/'.join(map(str, clients))} clients, "
+            "for at least one protocol")
     found = []
     for protocol in ("json", "binary", "grpc"):
         on = find(runs, scenario="batching", model=model, server="modelops", protocol=protocol, batching="on")
@@ -208,6 +210,10 @@ def table(runs: list[dict], labels: dict[str, str], found: list[Target]) -> str:
         rows = [row(r, labels.get(r["server"], r["server"]) + _suffix(r), notes) for r in chosen]
         lines += ["", f"{scenario}: {title}", *markdown([COLUMNS, *rows])]
         lines += [f"[{i}] {note}" for i, note in enumerate(notes, 1)]
+    bound = [r for r in runs if (r.get("client_cpu_util") or 0) >= 0.9]
+    if bound:
+        lines += ["", f"note: the load generator used ≥ 0.9 cores in {len(bound)} run(s) (client cores): those "
+                  "rows may measure the client, not the server"]
     lines += ["", "targets:"] + [t.line() for t in found]
     return "\n".join(lines).lstrip("\n")
 

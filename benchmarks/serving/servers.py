@@ -12,6 +12,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 import urllib.error
@@ -78,13 +79,20 @@ def _get(port: int, path: str) -> int:
         return e.code
 
 
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
 def wait_ready(port: int, paths: list[str], process: subprocess.Popen, log: Path, timeout: float = 240) -> None:
+    """Until every path answers 200 over HTTP (no paths: until the port accepts connections)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}; log {log}:\n{_tail(log)}")
         with contextlib.suppress(urllib.error.URLError, ConnectionError, OSError):
-            if all(_get(port, p) == 200 for p in paths):
+            if all(_get(port, p) == 200 for p in paths) if paths else _listening(port):
                 return
         time.sleep(0.3)
     raise TimeoutError(f"server on port {port} not ready in {timeout} s; log {log}:\n{_tail(log)}")
@@ -172,6 +180,13 @@ def http_floor(python: str, answer: bytes, port: int, workdir: Path, log: Path):
     answer_file.write_bytes(answer)
     return running("uvicorn constant", [python, str(PEERS / "http_floor.py"), str(port), str(answer_file)], port,
                    ["/"], log)
+
+
+def grpc_floor(python: str, answer: bytes, port: int, workdir: Path, log: Path):
+    answer_file = workdir / f"grpc-floor-answer-{port}.bin"
+    answer_file.write_bytes(answer)
+    return running("grpc.aio constant", [python, str(PEERS / "grpc_floor.py"), str(port), str(answer_file)], port,
+                   [], log, grpc_port=port)
 
 
 def mlflow_serve(bin_dir: Path, model_uri: str, tracking: str, port: int, log: Path):

@@ -164,6 +164,17 @@ def grpc_infer_request(model: str, inputs: dict[str, np.ndarray], outputs: Itera
     return bytes(out)
 
 
+def grpc_infer_response(model: str, outputs: dict[str, np.ndarray]) -> bytes:
+    """A serialized ModelInferResponse with the tensors in raw_output_contents (for the gRPC floor)."""
+    out = bytearray(_field(1, model.encode()))
+    for name, a in outputs.items():
+        shape = b"".join(_varint(d) for d in a.shape)
+        out += _field(5, _field(1, name.encode()) + _field(2, datatype(a).encode()) + _field(3, shape))
+    for a in outputs.values():
+        out += _field(6, tensor_bytes(a))
+    return bytes(out)
+
+
 def _read_varint(raw: bytes, at: int) -> tuple[int, int]:
     n = shift = 0
     while True:

@@ -105,3 +105,9 @@ def test_grpc_response_outputs_decode_from_typed_contents_with_negative_int64():
     out = wire.decode_grpc_response(TRITON_TYPED_RESPONSE)
     np.testing.assert_array_equal(out["p"], np.array([[0.5, 0.25]], np.float32))
     assert out["l"].tolist() == [-1, 7]
+
+
+def test_a_serialized_grpc_response_decodes_to_its_outputs():
+    p = np.array([[0.25, 0.75]], np.float32)
+    out = wire.decode_grpc_response(wire.grpc_infer_response("mlp", {"probabilities": p}))
+    np.testing.assert_array_equal(out["probabilities"], p)
