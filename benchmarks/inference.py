@@ -265,12 +265,23 @@ class Bench:
                         reason=("unsupported by this server build: " if optional else "") + problem)
             return
         a = self.args
+        counters = server.counters if keys["server"] == "modelops" else None
         result = measure(self.loadgen, load, keys["clients"], a.seconds, a.warmup, processes=a.client_processes,
-                         server_cpu=server.cpu_seconds)
-        self.record(keys, result)
+                         server_cpu=server.cpu_seconds, counters=counters)
+        self.record(keys, result | batch_sizes(result.pop("server_counters", {})))
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
+
+
+def batch_sizes(counters: dict[str, float]) -> dict:
+    """Mean rows and requests per model run in the window, from modelops-serve's batch histograms."""
+    out = {}
+    for what in ("rows", "requests"):
+        runs = counters.get(f"modelops_inference_batch_{what}_count")
+        if runs:
+            out[f"{what}_per_model_run"] = round(counters[f"modelops_inference_batch_{what}_sum"] / runs, 2)
+    return out
 
 
 def modelops_env(inference_src: Path) -> dict:

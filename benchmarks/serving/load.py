@@ -64,9 +64,11 @@ def _sleep_until(t: float) -> None:
 
 
 def measure(generator: Generator, load: Load, connections: int, seconds: float, warmup: float, *, processes: int = 1,
-            server_cpu: Callable[[], float] | None = None, retry_after_cap_s: float = 1.0) -> dict:
+            server_cpu: Callable[[], float] | None = None, counters: Callable[[], dict[str, float]] | None = None,
+            retry_after_cap_s: float = 1.0) -> dict:
     """`connections` closed-loop clients split over `processes` load generators for one window of
-    `seconds` after `warmup`; the server's CPU seconds are read as the window opens and closes."""
+    `seconds` after `warmup`; the server's CPU seconds (and its `counters`, if given) are read as the
+    window opens and closes."""
     processes = max(1, min(processes, connections))
     setup = 1.0 + connections / 500 + (1.0 if generator.name == "python" else 0.0)  # process start, connects
     start_at = time.monotonic() + setup
@@ -83,8 +85,10 @@ def measure(generator: Generator, load: Load, connections: int, seconds: float, 
     t0 = start_at + warmup
     _sleep_until(t0)
     cpu0 = server_cpu() if server_cpu else None
+    before = counters() if counters else {}
     _sleep_until(t0 + seconds)
     cpu1 = server_cpu() if server_cpu else None
+    after = counters() if counters else {}
     results = []
     for p, spec_path in procs:
         out, err = p.communicate(timeout=120)
@@ -94,6 +98,8 @@ def measure(generator: Generator, load: Load, connections: int, seconds: float, 
         results.append(json.loads(out))
     out = merge(results, seconds, load.rows, None if cpu0 is None else cpu1 - cpu0, connections)
     out["load_generator"] = generator.name
+    if after:
+        out["server_counters"] = {k: round(v - before.get(k, 0.0), 6) for k, v in after.items()}
     return out
 
 

@@ -171,7 +171,7 @@ def targets_json(found: list[Target]) -> list[dict]:
 # --- the table ---------------------------------------------------------------------------------------
 
 COLUMNS = ("model", "server", "protocol", "clients", "rows/req", "req/s", "rows/s", "p50 ms", "p99 ms",
-           "CPU µs/req", "server cores", "client cores", "503s", "ratio")
+           "CPU µs/req", "server cores", "client cores", "503s", "rows/run", "ratio")
 
 
 def _num(value, fmt: str) -> str:
@@ -190,7 +190,8 @@ def row(r: dict, label: str, notes: list[str]) -> tuple[str, ...]:
     return (*head, _num(r["req_per_s"], ",.0f") + errors, _num(r["rows_per_s"], ",.0f"), _num(r["p50_ms"], ".2f"),
             _num(r["p99_ms"], ".2f"), _num(r.get("server_cpu_us_per_req"), ",.0f"),
             _num(r.get("server_cpu_util"), ".2f"), _num(r.get("client_cpu_util"), ".2f"),
-            _num(r.get("rejected") or None, ","), "" if r.get("ratio") is None else f"{r['ratio']:.2f}x")
+            _num(r.get("rejected") or None, ","), _num(r.get("rows_per_model_run"), ".1f"),
+            "" if r.get("ratio") is None else f"{r['ratio']:.2f}x")
 
 
 def markdown(rows: list[tuple[str, ...]]) -> list[str]:

@@ -70,6 +70,26 @@ class Server:
     def cpu_seconds(self) -> float:
         return tree_cpu_seconds(self.process.pid)
 
+    def counters(self, prefix: str = "modelops_inference_batch_") -> dict[str, float]:
+        """The `_sum` and `_count` series under `prefix` on the server's /metrics (empty if none)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return {}
+        return scrape(text, prefix)
+
+
+def scrape(text: str, prefix: str) -> dict[str, float]:
+    """Sums of the `_sum` and `_count` samples of the metrics named `prefix...` in a Prometheus exposition."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(prefix):
+            name = line.split("{", 1)[0].split(" ", 1)[0]
+            if name.endswith(("_sum", "_count")):
+                out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
 
 def _get(port: int, path: str) -> int:
     try:

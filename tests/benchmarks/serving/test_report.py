@@ -78,3 +78,4 @@ def test_the_table_numbers_each_reason_once_per_scenario():
             run(protocol="grpc", status="unsupported", reason="not in this build")]
     text = report.table(runs, {"modelops": "modelops-serve"}, report.targets(runs))
     assert text.count("[1] not in this build") == 1 and text.count("unsupported [1]") == 2
+
