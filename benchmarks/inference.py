@@ -242,7 +242,7 @@ class Bench:
     runs: list[dict] = field(default_factory=list)
 
     def record(self, keys: dict, result: dict | None = None, status: str = "ok", reason: str = "") -> None:
-        r = {k: keys.get(k) for k in report.KEYS} | {"status": status}
+        r = {k: keys.get(k) for k in report.KEYS} | {"status": status, "load_1min": round(os.getloadavg()[0], 2)}
         if reason:
             r["reason"] = reason
         self.runs.append(r | (result or {}))
@@ -456,6 +456,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--serve-args", default="", help="extra modelops-serve flags, e.g. '--max-queue-depth 64'")
     p.add_argument("--inference-src", type=Path, default=ROOT / "inference",
                    help="the inference/ folder whose modelops-serve is measured (e.g. another branch's, exported)")
+    p.add_argument("--wait-for-load", type=float, default=0.0,
+                   help="first wait until the 1-minute load average is below this (0: start at once)")
+    p.add_argument("--wait-minutes", type=float, default=60.0, help="longest wait for --wait-for-load")
     p.add_argument("--output", type=Path, default=RESULTS)
     args = p.parse_args(argv)
     if args.quick:
@@ -467,8 +470,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def wait_for_quiet(threshold: float, minutes: float) -> None:
+    """Waits (at most `minutes`) until the 1-minute load average is below `threshold`."""
+    deadline = time.monotonic() + minutes * 60
+    while (load := os.getloadavg()[0]) >= threshold and time.monotonic() < deadline:
+        print(f"waiting for a quiet machine: 1-minute load average {load:.2f} ≥ {threshold}", file=sys.stderr)
+        time.sleep(30)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.wait_for_load:
+        wait_for_quiet(args.wait_for_load, args.wait_minutes)
     load = os.getloadavg()[0]
     if load > 0.7:
         print(f"warning: 1-minute load average {load:.2f}: other work is running, the numbers will be noisy",

@@ -215,6 +215,10 @@ def table(runs: list[dict], labels: dict[str, str], found: list[Target]) -> str:
     if bound:
         lines += ["", f"note: the load generator used ≥ 0.9 cores in {len(bound)} run(s) (client cores): those "
                   "rows may measure the client, not the server"]
+    loads = [r["load_1min"] for r in runs if r.get("load_1min") is not None]
+    if loads:
+        lines += ["", f"1-minute load average as the runs ended: {min(loads):.2f} to {max(loads):.2f} "
+                  "(this benchmark itself adds up to about 2)"]
     lines += ["", "targets:"] + [t.line() for t in found]
     return "\n".join(lines).lstrip("\n")
 
