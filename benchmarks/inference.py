@@ -39,6 +39,7 @@ import os
 import platform
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -387,7 +388,13 @@ def bench_alternatives(b: Bench, m: BenchModel, mlflow: tuple[str, dict[str, str
 def load_generator(choice: str) -> Generator:
     """The Go load generator unless asked for Python or Go is not installed."""
     if choice in ("auto", "go"):
-        binary = tools.go_loadgen(ROOT)
+        try:
+            binary = tools.go_loadgen(ROOT)
+        except subprocess.CalledProcessError as e:
+            if choice == "go":
+                raise
+            print(f"the Go load generator did not build ({e}): using the Python one", file=sys.stderr)
+            binary = None
         if binary is not None:
             return Generator.go(binary)
         if choice == "go":
