@@ -64,6 +64,7 @@ BIN = Path(sys.executable).parent
 RESULTS = ROOT / "benchmarks" / "results" / "inference.json"
 INPUT, OUTPUT = "input", "probabilities"
 GRPC_PORT_FLAG = "--grpc-port"
+ADMISSION_FLAG = "--max-queue-depth"  # 503 + Retry-After past this many requests in the server
 PROTOCOLS = ("json", "binary", "grpc")
 SERVERS = ("inprocess", "floors", "modelops", "mlserver", "kserve", "mlflow")
 LABELS = {
@@ -333,6 +334,9 @@ def bench_modelops(b: Bench, m: BenchModel, flags: set[str]) -> dict[str, bytes]
                                     clients=a.rows_clients, rows=rows), s, v2_load(protocol, s, m, rows),
                                m.expected(rows), missing)
         if "overload" in a.scenarios and m.name == "mlp":
+            if ADMISSION_FLAG not in flags:
+                print(f"  modelops-serve has no {ADMISSION_FLAG}: overload runs without admission control",
+                      file=sys.stderr)
             for connections in (a.clients, a.overload_connections):
                 b.load_run(dict(scenario="overload", model=m.name, server="modelops", protocol="json",
                                 clients=connections, rows=1), s, v2_load("json", s, m, 1), m.expected(1))
@@ -477,6 +481,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def flags_of(args) -> set[str]:
+    return servers.modelops_flags(sys.executable, modelops_env(args.inference_src))
+
+
 def wait_for_quiet(threshold: float, minutes: float) -> None:
     """Waits (at most `minutes`) until the 1-minute load average is below `threshold`."""
     deadline = time.monotonic() + minutes * 60
@@ -496,7 +504,7 @@ def main(argv: list[str] | None = None) -> None:
     started = time.time()
     runs = bench(args)
     report.add_ratios(runs)
-    found = report.targets(runs)
+    found = report.targets(runs, admission=ADMISSION_FLAG in flags_of(args))
     text = report.table(runs, LABELS, found)
     results = {
         "runs": runs,
