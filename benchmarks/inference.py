@@ -486,9 +486,13 @@ def flags_of(args) -> set[str]:
 
 
 def wait_for_quiet(threshold: float, minutes: float) -> None:
-    """Waits (at most `minutes`) until the 1-minute load average is below `threshold`."""
+    """Waits until the 1-minute load average is below `threshold`; after `minutes`, gives up (exit 3)
+    rather than measure on a busy machine."""
     deadline = time.monotonic() + minutes * 60
-    while (load := os.getloadavg()[0]) >= threshold and time.monotonic() < deadline:
+    while (load := os.getloadavg()[0]) >= threshold:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the machine never got quiet in {minutes:g} min (1-minute load average {load:.2f} ≥ "
+                             f"{threshold}); not measuring")
         print(f"waiting for a quiet machine: 1-minute load average {load:.2f} ≥ {threshold}", file=sys.stderr)
         time.sleep(30)
 
