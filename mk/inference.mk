@@ -10,7 +10,7 @@ inference-wheels: setup ## download the inference image's wheels into .cache/whe
 inference-image: setup ## build Dockerfile.inference on the local base image as modelops/inference:dev
 	@bash hack/docker.sh && bash hack/build-image.sh inference
 
-inference-bench: setup ## benchmark modelops-serve vs raw onnxruntime, mlflow models serve, torch eager
+inference-bench: setup ## modelops-serve (JSON, binary, gRPC) vs the floors, MLServer, KServe, mlflow models serve (--quick: minutes)
 	@.venv/bin/python benchmarks/inference.py
 
 inference-proto: setup ## recompile inference/modelops_inference/grpc_predict_v2.proto into grpc_descriptor.py
