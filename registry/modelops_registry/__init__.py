@@ -31,6 +31,7 @@ from .errors import (  # noqa: E402
     PERMANENT_CODES,
     InvalidModelUri,
     ModelVersionNotFound,
+    RegistryAnswer,
     RegistryError,
     RegistryUnavailable,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "ModelVersionNotFound",
     "ParityReport",
     "ParityResult",
+    "RegistryAnswer",
     "RegistryError",
     "RegistryUnavailable",
     "ResolvedVersion",

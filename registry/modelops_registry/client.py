@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
-from .errors import ModelVersionNotFound, RegistryUnavailable, is_not_found
+from .errors import ModelVersionNotFound, RegistryAnswer, RegistryUnavailable, is_not_found
 from .redact import redact_text, redact_uri
 from .uri import ModelRef
 
@@ -112,6 +112,7 @@ def download_artifacts(artifact_uri: str, dst: str, *, tracking_uri: str | None 
 
 def is_unavailable(exc: BaseException) -> bool:
     """True for errors that mean "MLflow is unreachable", as opposed to "MLflow said no"."""
+    import httpx
     import requests
 
     reachability = (
@@ -120,6 +121,7 @@ def is_unavailable(exc: BaseException) -> bool:
         requests.exceptions.ConnectionError,
         requests.exceptions.Timeout,
         urllib.error.URLError,
+        httpx.TransportError,
     )
     if isinstance(exc, reachability):
         return True
@@ -181,46 +183,44 @@ def resolve(tracking_uri: str | None, model: str | ModelRef, *, policy: RetryPol
     Raises InvalidModelUri for unreadable text, ModelVersionNotFound (naming the versions and
     aliases that do exist) or RegistryUnavailable; any other MLflow refusal propagates as is.
     """
-    from mlflow.exceptions import MlflowException
+    from .reader import reader
 
     ref = ModelRef.parse(model) if isinstance(model, str) else model
-    mc = client(tracking_uri)
+    rd = reader(tracking_uri)
 
     def lookup():
         try:
             if ref.alias:
-                return mc.get_model_version_by_alias(ref.name, ref.alias)
-            return mc.get_model_version(ref.name, ref.version)
-        except MlflowException as exc:
+                return rd.get_model_version_by_alias(ref.name, ref.alias)
+            return rd.get_model_version(ref.name, ref.version)
+        except RegistryAnswer as exc:
             if is_not_found(exc, lookup=True):
                 return None
             raise
 
     mv = call_with_retries(lookup, what=f"look up {ref.uri}", tracking_uri=tracking_uri, policy=policy)
     if mv is None:
-        raise ModelVersionNotFound(_not_found_message(ref, mc, tracking_uri))
+        raise ModelVersionNotFound(_not_found_message(ref, rd, tracking_uri))
     return ResolvedVersion(ref.name, str(mv.version), mv.run_id or None, mv.source, ref.alias)
 
 
-def _not_found_message(ref: ModelRef, mc: MlflowClient, tracking_uri: str | None) -> str:
+def _not_found_message(ref: ModelRef, rd, tracking_uri: str | None) -> str:
     """Say what exists instead, so the fix is obvious from the message alone."""
-    from mlflow.exceptions import MlflowException
-
     place = where(tracking_uri)
     try:
-        model = mc.get_registered_model(ref.name)
-    except MlflowException:
+        model = rd.get_registered_model(ref.name)
+    except RegistryAnswer:
         try:
-            names = sorted(m.name for m in mc.search_registered_models(max_results=20))
+            names = sorted(m.name for m in rd.search_registered_models(max_results=20))
             known = f"registered models: {', '.join(names)}" if names else "the registry is empty"
-        except MlflowException:
+        except RegistryAnswer:
             known = "the registry could not list its models"
         return (
             f"registered model {ref.name!r} not found in {place} ({known}); fix the name or "
             f"train and register one with `modelops-train --dataset ... --register {ref.name}`"
         )
-    versions = sorted((int(v.version) for v in mc.search_model_versions(f"name='{ref.name}'")), reverse=True)
-    aliases = ", ".join(f"{a}->v{v}" for a, v in sorted((model.aliases or {}).items())) or "none"
+    versions = sorted((int(v.version) for v in rd.search_model_versions(f"name='{ref.name}'")), reverse=True)
+    aliases = ", ".join(f"{a}->v{v}" for a, v in sorted(model.aliases.items())) or "none"
     return (
         f"{ref.describe()} of model {ref.name!r} not found in {place} (versions: "
         f"{', '.join(map(str, versions[:20])) or 'none'}; aliases: {aliases}); "

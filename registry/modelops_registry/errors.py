@@ -35,6 +35,14 @@ class RegistryUnavailable(RegistryError):
     retryable = True
 
 
+class RegistryAnswer(Exception):
+    """MLflow answered a read with an error (its error code in ``error_code``), from either reader."""
+
+    def __init__(self, error_code: str, message: str):
+        super().__init__(f"{error_code}: {message}")
+        self.error_code, self.message = error_code, message
+
+
 def is_not_found(exc: BaseException, *, lookup: bool = False) -> bool:
     """True when an MlflowException means "does not exist"; ``lookup``: the request was a lookup by
     version or alias, where an invalid parameter means that version or alias does not exist."""

@@ -19,8 +19,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import ResolvedVersion, RetryPolicy, call_with_retries, client
-from .errors import is_not_found
+from .client import ResolvedVersion, RetryPolicy, call_with_retries
+from .errors import RegistryAnswer, is_not_found
+from .reader import reader
 
 SCHEMA_VERSION = 1
 EXPORT_ROOT = "onnx"  # artifact folder of every export inside a run
@@ -194,15 +195,10 @@ def export_run_id(
     """The run that holds this version's exports: its own run, else the dedicated export run if any."""
     if resolved.run_id:
         return resolved.run_id
-    mc = client(tracking_uri)
+    rd = reader(tracking_uri)
 
     def search() -> str | None:
-        exp = mc.get_experiment_by_name(EXPORT_EXPERIMENT)
-        if exp is None:
-            return None
-        tag = f"{resolved.name}/{resolved.version}"
-        runs = mc.search_runs([exp.experiment_id], filter_string=f"tags.`{EXPORT_RUN_TAG}` = '{tag}'", max_results=1)
-        return runs[0].info.run_id if runs else None
+        return rd.export_run(EXPORT_EXPERIMENT, EXPORT_RUN_TAG, f"{resolved.name}/{resolved.version}")
 
     what = f"find the export run of {resolved.uri}"
     return call_with_retries(search, what=what, tracking_uri=tracking_uri, policy=policy)
@@ -217,7 +213,7 @@ def read_export(
     a record naming another folder, ``model.onnx`` missing or not of the record's size.
     Raises RegistryUnavailable when MLflow does not answer.
     """
-    mc = client(tracking_uri)
+    mc = reader(tracking_uri)
     files = {
         posixpath.basename(f.path): f.file_size
         for f in _listing(mc, run_id, artifact_path, tracking_uri=tracking_uri, policy=policy)
@@ -260,7 +256,7 @@ def find_export(
     run_id = export_run_id(tracking_uri, resolved, policy=policy)
     if run_id is None:
         return None
-    mc = client(tracking_uri)
+    mc = reader(tracking_uri)
     prefix = f"opset{opset}-{quantize}-"
     folders = [f.path for f in _listing(mc, run_id, EXPORT_ROOT, tracking_uri=tracking_uri, policy=policy) if f.is_dir]
     candidates = []
@@ -278,12 +274,10 @@ def find_export(
 
 def _listing(mc, run_id: str, path: str, *, tracking_uri: str | None, policy: RetryPolicy | None) -> list:
     """The artifacts under ``path`` of ``run_id``; empty when the run or the folder does not exist."""
-    from mlflow.exceptions import MlflowException
-
     def get() -> list:
         try:
             return mc.list_artifacts(run_id, path)
-        except MlflowException as exc:
+        except RegistryAnswer as exc:
             if is_not_found(exc):
                 return []
             raise

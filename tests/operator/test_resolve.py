@@ -46,3 +46,30 @@ def test_an_unreachable_registry_is_reported_after_one_attempt_without_credentia
         asyncio.run(resolve_version(ModelRef(name="m", version="1"), f"http://u:pw@127.0.0.1:{free_port()}"))
     assert "u:pw" not in str(err.value) and not isinstance(err.value, ModelVersionNotFound)
     assert time.monotonic() - started < 30
+
+
+def test_the_operator_reads_the_registry_without_importing_mlflow(registered, mlflow_server):
+    """`import mlflow` holds ~100 MiB; the operator resolves, looks for exports and reports a missing
+    version over MLflow's REST API, so a fresh operator process never imports it."""
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+from modelops_operator import handlers, exporting  # everything the operator loads
+from modelops_operator.resolve import resolve_model_sync, ModelVersionNotFound
+from modelops_operator.spec import ModelRef
+from modelops_registry import find_export
+resolved = resolve_model_sync(ModelRef(name={registered!r}, alias="champion"), {mlflow_server!r})
+assert resolved.version == "2", resolved
+assert find_export({mlflow_server!r}, resolved, opset=18, quantize="none", tolerance=1e-4) is None
+try:
+    resolve_model_sync(ModelRef(name={registered!r}, version="9"), {mlflow_server!r})
+except ModelVersionNotFound as exc:
+    assert "versions: 2, 1" in str(exc), exc
+loaded = sorted(m for m in sys.modules if m == "mlflow" or m.startswith("mlflow."))
+print(loaded)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip() == "[]", res.stdout
