@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -112,3 +113,20 @@ def mlflow_server(tmp: Path, *, host: str = "127.0.0.1", also_called: tuple[str,
         raise
     finally:
         stop_process_group(proc)
+
+
+def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
+
+
+def built_image(component: str, image: str, timeout: float = 1200) -> str:
+    """Dockerfile.<component> built as `image` by hack/build-image.sh (the daemon started if needed);
+    a skip when docker is not installed (a failure under make test, which installs it)."""
+    import pytest
+
+    root = Path(__file__).resolve().parents[1]
+    if shutil.which("docker") is None:
+        pytest.skip("docker is not installed: run `make setup` (make test installs and starts it)")
+    subprocess.run(["bash", str(root / "hack/docker.sh")], check=True, timeout=120)
+    subprocess.run(["bash", str(root / "hack/build-image.sh"), component, image], check=True, timeout=timeout)
+    return image

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from .manifests import pod_security_context
 from .spec import ModelDeploymentSpec
 
-RUN_AS_USER = 10001
 RESULT_PATH = "/dev/termination-log"
 EXPORT_COMPONENT = "modelops-export"
 NETWORK_POLICY_NAME = "modelops-export"
@@ -160,13 +160,7 @@ def job(name: str, namespace: str, md: ModelDeploymentSpec, version: str, digest
                     "restartPolicy": "Never",
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS_USER,
-                        "runAsGroup": RUN_AS_USER,
-                        "fsGroup": RUN_AS_USER,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(),
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}}],
                 },

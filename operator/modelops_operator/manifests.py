@@ -46,6 +46,17 @@ def _meta(name: str, namespace: str) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": labels(name)}
 
 
+def pod_security_context() -> dict[str, Any]:
+    """Every pod the operator creates (serving and export) runs as the images' non-root user."""
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_USER,
+        "runAsGroup": RUN_AS_USER,
+        "fsGroup": RUN_AS_USER,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def server_env(name: str, spec: ModelDeploymentSpec, target: ServingTarget) -> list[dict[str, Any]]:
     batching = spec.serving.batching
     env = {
@@ -155,13 +166,7 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "terminationGracePeriodSeconds": 30,
-                    "securityContext": {
-                        "runAsNonRoot": True,
-                        "runAsUser": RUN_AS_USER,
-                        "runAsGroup": RUN_AS_USER,
-                        "fsGroup": RUN_AS_USER,
-                        "seccompProfile": {"type": "RuntimeDefault"},
-                    },
+                    "securityContext": pod_security_context(),
                     "containers": [container],
                     "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
                     # no Service traffic until the operator's own smoke checks pass on this pod (gate.py)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import numpy as np
 import pytest
 
 from ..conftest import tracking as use_tracking
-from ..support import free_port, mlflow_server
+from ..support import built_image, docker, free_port, mlflow_server
 from . import models
 
 pytestmark = pytest.mark.docker
@@ -23,17 +22,9 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "modelops/inference:test"
 
 
-def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def image() -> str:
-    if shutil.which("docker") is None:
-        pytest.skip("docker is not installed: run `make setup` (make test installs and starts it)")
-    subprocess.run(["bash", str(ROOT / "hack/docker.sh")], check=True, timeout=120)
-    subprocess.run(["bash", str(ROOT / "hack/build-image.sh"), "inference", IMAGE], check=True, timeout=1200)
-    return IMAGE
+    return built_image("inference", IMAGE, timeout=1200)
 
 
 @contextlib.contextmanager

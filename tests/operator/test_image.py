@@ -4,11 +4,12 @@ torch, no numpy, no training package, no MLflow server) and runs non-root on a r
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from ..support import built_image, docker
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,17 +17,9 @@ IMAGE = "modelops/operator:test"
 MAX_MB = 400  # the local base image alone is about 275 MB
 
 
-def docker(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def image() -> str:
-    if shutil.which("docker") is None:
-        pytest.skip("docker is not installed: run `make setup` (make test installs and starts it)")
-    subprocess.run(["bash", str(ROOT / "hack/docker.sh")], check=True, timeout=120)
-    subprocess.run(["bash", str(ROOT / "hack/build-image.sh"), "operator", IMAGE], check=True, timeout=1200)
-    return IMAGE
+    return built_image("operator", IMAGE, timeout=1200)
 
 
 def run(image: str, *cmd: str) -> subprocess.CompletedProcess:

@@ -6,32 +6,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from ..support import free_port
+from ..support import built_image, docker, free_port
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "modelops/training:test"
 
 
-def docker(*args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=check, timeout=timeout)
-
-
 @pytest.fixture(scope="module")
 def image() -> str:
-    if shutil.which("docker") is None:
-        pytest.skip("docker is not installed: run `make setup` (make test installs and starts it)")
-    subprocess.run(["bash", str(ROOT / "hack/docker.sh")], check=True, timeout=120)
-    subprocess.run(["bash", str(ROOT / "hack/build-image.sh"), "training", IMAGE], check=True, timeout=3600)
-    return IMAGE
+    return built_image("training", IMAGE, timeout=3600)
 
 
 READ_ONLY = ("--read-only", "--tmpfs", "/tmp:rw,size=1g", "--network", "host")
