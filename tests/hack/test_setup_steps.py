@@ -70,10 +70,14 @@ def test_a_container_on_the_bridge_downloads_from_the_wheel_server(tmp_path, run
     served = tmp_path / "wheels"
     served.mkdir()
     (served / "probe.txt").write_text(f"run {run}\n")
-    fetch = ("import os, urllib.request; "
-             "print(urllib.request.urlopen(os.environ['WHEELS_URL'] + 'probe.txt', timeout=10).read().decode())")
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    (probe / "fetch.py").write_text("import os, urllib.request\n"
+                                    "url = os.environ['WHEELS_URL'] + 'probe.txt'\n"
+                                    "print(urllib.request.urlopen(url, timeout=10).read().decode())\n")
     r = bash(root, f"source hack/lib.sh; with_wheel_server {served} sh -c "
-             f"'docker run --rm -e WHEELS_URL=\"$WHEELS_URL\" local/python-base:bookworm python3 -c \"{fetch}\"'")
+             f"'docker run --rm -v {probe}:/probe:ro -e WHEELS_URL=\"$WHEELS_URL\" local/python-base:bookworm "
+             f"python3 /probe/fetch.py'")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"run {run}"
     address = subprocess.run(["python3", str(ROOT / "hack/docker_bridge.py")], capture_output=True, text=True,
