@@ -268,12 +268,21 @@ class Bench:
             return
         a = self.args
         counters = server.counters if keys["server"] == "modelops" else None
-        result = measure(self.loadgen, load, keys["clients"], a.seconds, a.warmup, processes=a.client_processes,
-                         server_cpu=server.cpu_seconds, counters=counters)
-        self.record(keys, result | batch_sizes(result.pop("server_counters", {})))
+        with self.guard(keys):
+            result = measure(self.loadgen, load, keys["clients"], a.seconds, a.warmup,
+                             processes=a.client_processes, server_cpu=server.cpu_seconds, counters=counters)
+            self.record(keys, result | batch_sizes(result.pop("server_counters", {})))
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.log"
+
+    @contextlib.contextmanager
+    def guard(self, keys: dict) -> Iterator[None]:
+        """A server that does not start (or a run that breaks) is one failed row, not the end of the benchmark."""
+        try:
+            yield
+        except (RuntimeError, TimeoutError, OSError, subprocess.SubprocessError) as e:
+            self.record(keys, status="failed", reason=f"{type(e).__name__}: {str(e).splitlines()[0][:200]}")
 
 
 def batch_sizes(counters: dict[str, float]) -> dict:
@@ -312,7 +321,8 @@ def bench_modelops(b: Bench, m: BenchModel, flags: set[str]) -> dict[str, bytes]
     floors answer the same bytes)."""
     a = b.args
     answers = {}
-    with modelops(b, m, True, flags) as s:
+    first = dict(scenario="one_row", model=m.name, server="modelops", protocol="json", clients=a.clients, rows=1)
+    with b.guard(first), modelops(b, m, True, flags) as s:
         for protocol in PROTOCOLS:
             missing = grpc_missing(s) if protocol == "grpc" else None
             load = v2_load(protocol, s, m, 1)
@@ -341,7 +351,9 @@ def bench_modelops(b: Bench, m: BenchModel, flags: set[str]) -> dict[str, bytes]
                 b.load_run(dict(scenario="overload", model=m.name, server="modelops", protocol="json",
                                 clients=connections, rows=1), s, v2_load("json", s, m, 1), m.expected(1))
     if "batching" in a.scenarios:
-        with modelops(b, m, False, flags) as s:
+        off = dict(scenario="batching", model=m.name, server="modelops", protocol="json", clients=a.batch_clients,
+                   rows=1, batching="off")
+        with b.guard(off), modelops(b, m, False, flags) as s:
             for protocol in PROTOCOLS:
                 missing = grpc_missing(s) if protocol == "grpc" else None
                 b.load_run(dict(scenario="batching", model=m.name, server="modelops", protocol=protocol,
@@ -355,11 +367,13 @@ def bench_floors(b: Bench, m: BenchModel, answers: dict[str, bytes]) -> None:
     one_row = dict(scenario="one_row", model=m.name, clients=b.args.clients, rows=1)
     outputs = {OUTPUT: m.expected(1)}
     json_answer = answers.get("json") or wire.v2_json(outputs).replace(b'"inputs"', b'"outputs"')
-    with servers.http_floor(sys.executable, json_answer, free_port(), b.workdir, b.log(f"floor-{m.name}")) as s:
+    with b.guard(one_row | dict(server="http_floor", protocol="json")), \
+            servers.http_floor(sys.executable, json_answer, free_port(), b.workdir, b.log(f"floor-{m.name}")) as s:
         b.load_run(one_row | dict(server="http_floor", protocol="json"), s, v2_load("json", s, m, 1), None)
     python = sys.executable if importlib.util.find_spec("grpc") else str(tools.ensure("loadgen", ROOT))
     grpc_answer = answers.get("grpc") or wire.grpc_infer_response(m.name, outputs)
-    with servers.grpc_floor(python, grpc_answer, free_port(), b.workdir, b.log(f"grpc-floor-{m.name}")) as s:
+    with b.guard(one_row | dict(server="grpc_floor", protocol="grpc")), \
+            servers.grpc_floor(python, grpc_answer, free_port(), b.workdir, b.log(f"grpc-floor-{m.name}")) as s:
         b.load_run(one_row | dict(server="grpc_floor", protocol="grpc"), s, v2_load("grpc", s, m, 1), m.expected(1))
 
 
@@ -371,21 +385,24 @@ def bench_alternatives(b: Bench, m: BenchModel, mlflow: tuple[str, dict[str, str
         python = str(tools.ensure("mlserver", ROOT))
         for workers in a.mlserver_parallel_workers:
             ports = [free_port() for _ in range(3)]
-            with servers.mlserver(python, m.onnx_path, m.name, *ports, b.workdir, b.log(f"mlserver-{m.name}-{workers}"),
-                                  workers) as s:
+            with b.guard(one_row | dict(server=f"mlserver_pw{workers}", protocol="json")), \
+                    servers.mlserver(python, m.onnx_path, m.name, *ports, b.workdir,
+                                     b.log(f"mlserver-{m.name}-{workers}"), workers) as s:
                 for protocol in ("json", "grpc"):
                     b.load_run(one_row | dict(server=f"mlserver_pw{workers}", protocol=protocol), s,
                                v2_load(protocol, s, m, 1), m.expected(1))
     if "kserve" in a.servers:
         python = str(tools.ensure("kserve", ROOT))
-        with servers.kserve(python, m.onnx_path, m.name, free_port(), free_port(), b.log(f"kserve-{m.name}")) as s:
+        with b.guard(one_row | dict(server="kserve", protocol="json")), \
+                servers.kserve(python, m.onnx_path, m.name, free_port(), free_port(), b.log(f"kserve-{m.name}")) as s:
             for protocol in PROTOCOLS:
                 b.load_run(one_row | dict(server="kserve", protocol=protocol), s, v2_load(protocol, s, m, 1),
                            m.expected(1))
     if mlflow is not None:
         tracking, uris = mlflow
         port = free_port()
-        with servers.mlflow_serve(BIN, uris[m.name], tracking, port, b.log(f"mlflow-{m.name}")) as s:
+        with b.guard(one_row | dict(server="mlflow", protocol="mlflow")), \
+                servers.mlflow_serve(BIN, uris[m.name], tracking, port, b.log(f"mlflow-{m.name}")) as s:
             b.load_run(one_row | dict(server="mlflow", protocol="mlflow"), s, mlflow_load(s, m, 1), m.expected(1))
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.serving import stats
+from benchmarks.serving.servers import die_with_parent
 
 LOADGEN = Path(__file__).resolve().parent / "loadgen.py"
 
@@ -81,7 +82,8 @@ def measure(generator: Generator, load: Load, connections: int, seconds: float, 
         with spec_file:
             json.dump(spec, spec_file)
         procs.append((subprocess.Popen([*generator.command, spec_file.name], stdout=subprocess.PIPE,
-                                       stderr=subprocess.PIPE, text=True), Path(spec_file.name)))
+                                       stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent),
+                      Path(spec_file.name)))
     t0 = start_at + warmup
     _sleep_until(t0)
     cpu0 = server_cpu() if server_cpu else None

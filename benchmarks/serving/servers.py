@@ -8,6 +8,7 @@ modelops-serve runs this checkout's `inference/` (PYTHONPATH), not whatever the 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import re
@@ -23,6 +24,13 @@ from pathlib import Path
 
 PEERS = Path(__file__).resolve().parent / "peers"
 CLOCK_TICK = os.sysconf("SC_CLK_TCK")
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the benchmark dies, even by SIGKILL (Linux prctl), so no
+    server or load generator outlives a benchmark that was killed."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _stat(pid: int) -> tuple[int, float] | None:
@@ -131,7 +139,7 @@ def running(name: str, cmd: list[str], port: int, ready: list[str], log: Path, *
     """Starts `cmd`, waits until every `ready` path answers 200, yields the Server, then stops its group."""
     out = open(log, "wb")  # noqa: SIM115 - closed below
     p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})}, cwd=cwd,
-                         start_new_session=True)
+                         start_new_session=True, preexec_fn=die_with_parent)
     try:
         wait_ready(port, ready, p, log)
         yield Server(name, p, port, grpc_port)
