@@ -8,6 +8,7 @@ the result the Job leaves in its termination message and the export.json it logg
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from typing import Any
 
@@ -145,7 +146,7 @@ async def _read(w: StatusWriter, name: str, result: dict, tracking_uri: str | No
 
 
 async def _log_tail(pods: list[dict]) -> str:
-    for pod in exports._newest(pods):
+    for pod in exports.newest_first(pods):
         tail = await kube.pod_log_tail(pod["metadata"]["name"], pod["metadata"]["namespace"])
         if tail.strip():
             return redact_text(tail.strip())[-1500:]
@@ -196,6 +197,4 @@ def _finished(job: dict) -> bool:
 
 
 def _watch_namespace() -> str | None:
-    import os
-
     return os.environ.get("MODELOPS_WATCH_NAMESPACE") or None

@@ -279,7 +279,7 @@ def _waiting(pod: dict) -> dict | None:
     return None
 
 
-def _newest(pods: list[dict]) -> list[dict]:
+def newest_first(pods: list[dict]) -> list[dict]:
     return sorted(pods, key=lambda p: (p.get("metadata") or {}).get("creationTimestamp") or "", reverse=True)
 
 
@@ -303,7 +303,7 @@ def outcome(job: dict, pods: list[dict]) -> Outcome:
     """What an export Job's status and its pods say, newest pod first."""
     status = job.get("status") or {}
     conditions = {c.get("type"): c for c in status.get("conditions") or [] if c.get("status") == "True"}
-    pods = _newest(pods)
+    pods = newest_first(pods)
     if "Complete" in conditions or "SuccessCriteriaMet" in conditions:
         for pod in pods:
             term = _terminated(pod)
