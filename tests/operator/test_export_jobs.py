@@ -72,14 +72,6 @@ def operator(registry, versions, tmp_path_factory):
     op.stop()
 
 
-@pytest.fixture(scope="module")
-def namespace(cluster):
-    name = f"jobs-{uuid.uuid4().hex[:6]}"
-    kubectl("create", "namespace", name)
-    yield name
-    kubectl("delete", "namespace", name, "--wait=false", check=False)
-
-
 def export_jobs(namespace: str, version: str | None = None) -> list[dict]:
     selector = "app.kubernetes.io/name=modelops-export" + (f",modelops.io/model-version={version}" if version else "")
     return json.loads(kubectl("get", "jobs", "-n", namespace, "-l", selector, "-o", "json").stdout)["items"]
