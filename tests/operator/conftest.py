@@ -94,7 +94,8 @@ def versions(registry) -> dict[str, str]:
 
 
 class Operator:
-    """The operator as a real process; restartable, so a test can kill it mid-rollout."""
+    """The operator as a real process; restartable, so a test can kill it mid-rollout. Each test module's
+    operator watches only its module's namespace, so modules (and people) can share one cluster."""
 
     def __init__(self, registry: dict, log_dir: Path, **env: str):
         self.api_port, self.health_port = free_port(), free_port()
@@ -139,8 +140,8 @@ class Operator:
 
 
 @pytest.fixture(scope="module")
-def operator(registry, versions, tmp_path_factory):
-    op = Operator(registry, tmp_path_factory.mktemp("operator"))
+def operator(registry, versions, namespace, tmp_path_factory):
+    op = Operator(registry, tmp_path_factory.mktemp("operator"), MODELOPS_WATCH_NAMESPACE=namespace)
     op.start()
     yield op
     op.stop()

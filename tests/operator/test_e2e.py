@@ -44,10 +44,16 @@ def status(namespace: str, name: str) -> dict:
 
 
 def wait_settled(namespace: str, name: str, version: str | None = None, timeout: float = 300) -> dict:
-    """Wait for a settled phase (for `version` when given) and return the status."""
+    """Wait for a settled phase of the current spec (for `version` when given) and return the status.
+
+    The status must have observed the object's generation: right after an apply, the last attempt's
+    settled phase (same target version, older spec) is still there until the operator reads the edit."""
 
     def settled():
-        st = status(namespace, name)
+        obj = kget("modeldeployment", name, namespace) or {}
+        st = obj.get("status") or {}
+        if (st.get("observedGeneration") or 0) < (obj.get("metadata", {}).get("generation") or 0):
+            raise AssertionError(f"generation {obj['metadata']['generation']} not observed yet; status: {st}")
         if st.get("phase") in ("Ready", "RolledBack", "Failed"):
             if version is None or st.get("targetModelVersion") == version:
                 return st

@@ -65,8 +65,9 @@ def versions(registry) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def operator(registry, versions, tmp_path_factory):
-    op = Operator(registry.urls, tmp_path_factory.mktemp("operator-jobs"), MODELOPS_MAX_CONCURRENT_EXPORTS="1")
+def operator(registry, versions, namespace, tmp_path_factory):
+    op = Operator(registry.urls, tmp_path_factory.mktemp("operator-jobs"), MODELOPS_MAX_CONCURRENT_EXPORTS="1",
+                  MODELOPS_WATCH_NAMESPACE=namespace)
     op.start()
     yield op
     op.stop()
