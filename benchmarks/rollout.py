@@ -12,7 +12,7 @@ does, but watching only the benchmark's own namespace), this measures
      rollout = availableAt - exportedAt, smoke = verifiedAt - availableAt, and total = apply until
      a watch on the ModelDeployment delivers phase Ready.
   2. a version that answers NaN (sabotage="nan") applied over a Ready one: from the failed smoke check
-     (the watch delivering SmokeTestPassed=False/SmokeCheckFailed; conditions' lastTransitionTime has
+     (the watch delivering Verified=False/VerificationFailed; conditions' lastTransitionTime has
      1 s resolution) to status.attempt.restoredAt (the last good version Available again), while a
      client sends a request through the Service every 50 ms (a new connection each, so kube-proxy
      picks a pod each time) and counts failed requests and answers from the broken version.
@@ -436,8 +436,8 @@ def failed_check_to_old_serving(custom, watcher: Watcher, namespace: str, name: 
             gen = patch_version(custom, namespace, name, broken)
 
             def check_failed(o: dict, gen=gen) -> bool:
-                c = condition(o, "SmokeTestPassed")
-                return (c.get("status") == "False" and c.get("reason") == "SmokeCheckFailed"
+                c = condition(o, "Verified")
+                return (c.get("status") == "False" and c.get("reason") == "VerificationFailed"
                         and c.get("observedGeneration") == gen)
 
             t_fail, fail_obj = watcher.wait_for(name, check_failed, t_apply, 300, "the failed smoke check")
@@ -446,7 +446,7 @@ def failed_check_to_old_serving(custom, watcher: Watcher, namespace: str, name: 
         st = obj["status"]
         a = st.get("attempt") or {}
         rolled = condition(obj, "RolledBack")
-        failure = condition(fail_obj, "SmokeTestPassed").get("message", "")
+        failure = condition(fail_obj, "Verified").get("message", "")
         row = {
             "run": i + 1, "good": good, "broken": broken, "phase": st["phase"], "serving": st.get("modelVersion"),
             "rolled_back_reason": rolled.get("reason"),
@@ -454,7 +454,7 @@ def failed_check_to_old_serving(custom, watcher: Watcher, namespace: str, name: 
             "apply_to_check_failed_s": round(t_fail - t_apply, 2),
             "check_failed_to_restored_s": round(a["restoredAt"] - t_fail, 2) if "restoredAt" in a else None,
             "check_failed_to_rolledback_seen_s": round(t_settled - t_fail, 2),
-            "check_failed_condition_time": condition(fail_obj, "SmokeTestPassed").get("lastTransitionTime"),
+            "check_failed_condition_time": condition(fail_obj, "Verified").get("lastTransitionTime"),
             "apply_to_rolledback_seen_s": round(t_settled - t_apply, 2),
             "requests": load.sent, "requests_ok": load.ok, "requests_failed": len(load.failures),
             "answered_by_broken": load.broken_answers, "answered_by_version": load.versions,
@@ -524,7 +524,7 @@ NOTES = [
     "until the client sees Ready.",
     "export = the export Job in the ModelDeployment's namespace: pod start, the training image's python and torch "
     "imports, download, conversion, parity gate, upload; the operator only creates and follows it.",
-    "failed check -> old version serving: from the watch delivering SmokeTestPassed=False/SmokeCheckFailed to "
+    "failed check -> old version serving: from the watch delivering Verified=False/VerificationFailed to "
     "status.attempt.restoredAt, stamped once the last good pod template is re-applied and the Deployment is "
     "Available again (broken pod gone). The old pods were never removed (maxUnavailable 0), so they kept "
     "serving throughout; the background client shows whether any request saw otherwise.",

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-CONDITION_TYPES = ("Exported", "Available", "SmokeTestPassed", "RolledBack", "Degraded")
+CONDITION_TYPES = ("Ready", "Exported", "Available", "Verified", "RolledBack", "Degraded")
 
 
 def now() -> str:
@@ -16,15 +16,15 @@ def now() -> str:
 def set_condition(
     conditions: list[dict[str, Any]] | None,
     type_: str,
-    status: bool,
+    status: bool | None,
     reason: str,
     message: str,
     generation: int | None = None,
 ) -> list[dict[str, Any]]:
-    """A new list with `type_` set; the input is left untouched."""
+    """A new list with `type_` set (status None is "Unknown"); the input is left untouched."""
     if type_ not in CONDITION_TYPES:
         raise ValueError(f"unknown condition type {type_!r}")
-    value = "True" if status else "False"
+    value = "Unknown" if status is None else "True" if status else "False"
     current = {c["type"]: c for c in conditions or []}
     previous = current.get(type_)
     changed = previous is None or previous.get("status") != value

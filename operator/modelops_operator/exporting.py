@@ -120,6 +120,7 @@ async def _follow(w: StatusWriter, name: str, tracking_uri: str | None, resolved
         if (outcome.reason, outcome.message) != last:
             last = (outcome.reason, outcome.message)
             await _condition(w, outcome.reason, f"export Job {name}: {redact_text(outcome.message)}")
+        await w.ensure_current()  # an edit stops the wait (the Job goes on: another attempt may join it)
         await asyncio.sleep(POLL_SECONDS)
 
 

@@ -172,6 +172,32 @@ async def patch_status(name: str, namespace: str, status: dict[str, Any]) -> Non
             raise
 
 
+class Gone(Exception):
+    """The object a write was meant for no longer exists under that UID (deleted, or deleted and
+    created again under the same name)."""
+
+
+async def patch_status_of(uid: str, name: str, namespace: str, ops: list[dict[str, Any]]) -> None:
+    """A JSON patch of the status whose first op tests metadata.uid: the API server applies it only
+    to the object it was meant for, never to a new one that took the name meanwhile."""
+
+    def call():
+        kubernetes.client.CustomObjectsApi(_api_client()).patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, ops, _content_type="application/json-patch+json"
+        )
+
+    try:
+        await asyncio.to_thread(call)
+    except ApiException as exc:
+        if exc.status == 404:
+            raise Gone(f"{namespace}/{name} was deleted") from exc
+        if exc.status == 422:  # the uid test failed, or the status itself was refused: tell them apart
+            latest = await get(f"{GROUP}/{VERSION}", "ModelDeployment", name, namespace)
+            if latest is None or latest["metadata"].get("uid") != uid:
+                raise Gone(f"{namespace}/{name} was deleted and created again") from exc
+        raise
+
+
 async def patch_annotations(name: str, namespace: str, annotations: dict[str, str]) -> None:
     def call():
         kubernetes.client.CustomObjectsApi(_api_client()).patch_namespaced_custom_object(

@@ -29,7 +29,7 @@ WEBHOOKS = Counter("modelops_operator_webhooks_total", "MLflow webhook deliverie
 for _result in ("success", "failure"):
     for _counter in (RECONCILES, EXPORTS, ROLLOUTS, SMOKE_CHECKS):
         _counter.labels(_result)
-for _reason in ("ExportFailed", "RolloutFailed", "SmokeCheckFailed"):
+for _reason in ("ExportFailed", "RolloutFailed", "VerificationFailed"):
     ROLLBACKS.labels(_reason)
 for _result in ("accepted", "rejected"):
     WEBHOOKS.labels(_result)

@@ -8,7 +8,8 @@
 Every step is idempotent (exports are reused, children are server-side applied, deadlines live in
 status), so a restarted operator re-enters the same attempt and converges. An attempt is one
 (generation, model version) pair; a settled attempt is never retried: a new spec or a moved alias
-makes a new one.
+makes a new one, and supersedes an attempt still running within seconds (StatusWriter.ensure_current
+on every poll). The decisions (which phase next, which conditions) are pure functions in machine.py.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import kopf
 
 from modelops_registry import ExportRecord, ResolvedVersion
 
-from . import exporting, exports, kube, metrics
+from . import exporting, exports, kube, machine, metrics
 from .config import OperatorConfig
 from .gate import admit_pods
 from .manifests import absent_kinds, children, endpoint_url, selector_string
@@ -31,10 +32,9 @@ from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_model
 from .rollout import failing_pods_evidence, wait_available
 from .smoke import cases_from_export, cases_from_spec, run_smoke
 from .spec import ModelDeploymentSpec, ServingSpec
-from .status import StatusWriter
+from .status import StatusWriter, Superseded
 from .target import ServingTarget
 
-SETTLED = {"Ready", "RolledBack", "Failed"}
 _KINDS = {
     "HorizontalPodAutoscaler": "autoscaling/v2",
     "PodDisruptionBudget": "policy/v1",
@@ -47,7 +47,12 @@ async def reconcile(
 ) -> None:
     started = time.monotonic()
     try:
-        await _reconcile(body, spec, status, logger, config)
+        try:
+            await _reconcile(body, spec, status, logger, config)
+        except Superseded as exc:  # the next event (the edit, the move) starts the new attempt
+            logger.info(f"attempt superseded: {exc}")
+            if "deleted" not in str(exc):
+                kopf.event(body, type="Normal", reason="Superseded", message=f"attempt stopped: {exc}")
         metrics.RECONCILES.labels("success").inc()
     except Exception:
         metrics.RECONCILES.labels("failure").inc()
@@ -61,13 +66,10 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
     w = StatusWriter(body, dict(status or {}), logger)
     tracking_uri = md.model.tracking_uri or config.tracking_uri
     if not config.allows(md.model.tracking_uri):  # refused before any connection is made
-        key = f"g{w.generation}-disallowed"
-        if not _settled(w, key):
-            await w.update(attempt={"key": key})
-            await _give_up(w, "TrackingUriNotAllowed", (
-                f"spec.model.trackingUri {md.model.tracking_uri} is not an MLflow server this operator may contact: "
-                f"use its own ({config.tracking_uri}) or add the URI to the chart value "
-                f"operator.allowedTrackingUris (MODELOPS_ALLOWED_TRACKING_URIS)"))
+        await _end_before_export(w, "disallowed", "TrackingUriNotAllowed", (
+            f"spec.model.trackingUri {md.model.tracking_uri} is not an MLflow server this operator may contact: "
+            f"use its own ({config.tracking_uri}) or add the URI to the chart value "
+            f"operator.allowedTrackingUris (MODELOPS_ALLOWED_TRACKING_URIS)"))
         return
     # where pods reach MLflow: the spec's server, else the operator's (as pods see it)
     pod_tracking_uri = exports.strip_userinfo(md.model.tracking_uri or config.mlflow_proxy_uri or config.tracking_uri)
@@ -77,29 +79,32 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
     except RegistryUnavailable as exc:
         raise kopf.TemporaryError(f"{exc}; retrying", delay=15) from exc
     except ModelVersionNotFound as exc:
-        if _settled(w, f"g{w.generation}-missing"):
-            return
-        await w.update(attempt={"key": f"g{w.generation}-missing"})
-        await _give_up(w, "VersionNotFound", str(exc))
+        await _end_before_export(w, "missing", "VersionNotFound", str(exc))
         return
     version = resolved.version
+    w.attempt = machine.Attempt(w.uid, w.generation, version, alias=bool(md.model.alias),
+                                alias_seen=(body["metadata"].get("annotations") or {}).get(
+                                    machine.ALIAS_VERSION_ANNOTATION))
 
-    key = f"g{w.generation}-v{version}"
-    if _settled(w, key):
+    key = machine.attempt_key(w.generation, f"v{version}")
+    if machine.is_settled(w.status, key):
         return
+    await w.ensure_current()  # the spec may have moved on while kopf queued this event
     attempt = w.status.get("attempt") or {}
     if attempt.get("key") != key:
         attempt = {"key": key, "startedAt": time.time()}
         if not w.status.get("phase"):
             await w.phase("Pending", "Resolved", f"{md.model.reference} resolved to version {version}")
-        # the new target and the phase leaving a settled one in one patch: a client never sees the
-        # last attempt's Ready beside the next version
+        # the new target, the phase leaving a settled one and the step conditions reset in one patch:
+        # a client never sees the last attempt's Ready or Available beside the next version
         await w.phase("Exporting", "Exporting", f"exporting models:/{md.model.name}/{version} to ONNX",
+                      conditions=tuple(machine.attempt_started(version, w.status.get("lastGoodModelVersion"))),
                       attempt=attempt, targetModelVersion=version, selector=selector_string(w.name))
 
     record = await _export(w, md, resolved, tracking_uri, pod_tracking_uri, config)
     if record is None:
         return
+    await w.ensure_current()
     target = ServingTarget(
         model_version=version,
         model_uri=record.onnx_uri,
@@ -110,22 +115,30 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
     )
     if not await _roll_out(w, md, target, record):
         return
+    await w.ensure_current()
     if not await _verify(w, md, record):
         return
-    await w.conditions(
-        ("SmokeTestPassed", True, "SmokeChecksPassed", "smoke checks passed"),
-        ("RolledBack", False, "Healthy", f"version {version} is serving"),
-        ("Degraded", False, "Healthy", f"version {version} is serving"),
-    )
+    await w.ensure_current()
+    url = endpoint_url(w.name, w.namespace, md)
     await w.phase(
-        "Ready", "Ready", f"version {version} is serving at {endpoint_url(w.name, w.namespace, md)}",
-        modelVersion=version, lastGoodModelVersion=version, lastGood=target.to_status(),
-        url=endpoint_url(w.name, w.namespace, md),
+        machine.next_phase(w.status.get("phase"), "Verified", True), "Ready", f"version {version} is serving at {url}",
+        conditions=(
+            ("Verified", True, "ChecksPassed", "smoke checks passed"),
+            ("RolledBack", False, "Healthy", f"version {version} is serving"),
+            ("Degraded", False, "Healthy", f"version {version} is serving"),
+            machine.ready(True, "Ready", f"version {version} is serving at {url}"),
+        ),
+        modelVersion=version, lastGoodModelVersion=version, lastGood=target.to_status(), url=url,
     )
 
 
-def _settled(w: StatusWriter, key: str) -> bool:
-    return (w.status.get("attempt") or {}).get("key") == key and w.status.get("phase") in SETTLED
+async def _end_before_export(w: StatusWriter, suffix: str, reason: str, message: str) -> None:
+    """Settle an attempt that cannot start (a refused URI, a missing version), once per generation."""
+    key = machine.attempt_key(w.generation, suffix)
+    if machine.is_settled(w.status, key):
+        return
+    await w.update(attempt={"key": key})
+    await _give_up(w, reason, message)
 
 
 async def _export(w: StatusWriter, md: ModelDeploymentSpec, resolved: ResolvedVersion, tracking_uri: str | None,
@@ -198,10 +211,10 @@ async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTar
     started = time.monotonic()
     await apply_children(w, md, target)
     cases = smoke_cases(md, record)
-    state = await wait_available(w.name, w.namespace, attempt["rolloutDeadline"], admit=lambda: admit_pods(
-        w.name, w.namespace, target.model_version, cases, md.smoke))
+    state = await wait_available(w.name, w.namespace, attempt["rolloutDeadline"], admit=_current(w, lambda: admit_pods(
+        w.name, w.namespace, target.model_version, cases, md.smoke)))
     if state.rejected:  # a new pod answered wrongly before it took any traffic
-        await _smoke_failed(w, md, state.message)
+        await _verification_failed(w, md, state.message)
         return False
     if state.failed:
         metrics.ROLLOUTS.labels("failure").inc()
@@ -231,14 +244,25 @@ async def _verify(w: StatusWriter, md: ModelDeploymentSpec, record: ExportRecord
     if result.ok(md.smoke.min_success_rate):
         metrics.SMOKE_CHECKS.labels("success").inc()
         return True
-    await _smoke_failed(w, md, result.evidence())
+    await _verification_failed(w, md, result.evidence())
     return False
 
 
-async def _smoke_failed(w: StatusWriter, md: ModelDeploymentSpec, evidence: str) -> None:
+def _current(w: StatusWriter, admit):
+    """`admit` for wait_available, first checking that the attempt still applies: a poll a second
+    is how an edit or a moved alias stops a rollout (or a rollback) within seconds."""
+
+    async def checked():
+        await w.ensure_current()
+        return await admit()
+
+    return checked
+
+
+async def _verification_failed(w: StatusWriter, md: ModelDeploymentSpec, evidence: str) -> None:
     metrics.SMOKE_CHECKS.labels("failure").inc()
-    await w.conditions(("SmokeTestPassed", False, "SmokeCheckFailed", evidence))
-    await roll_back(w, md, "SmokeCheckFailed", f"version {w.status.get('targetModelVersion')}: {evidence}")
+    await w.conditions(("Verified", False, "VerificationFailed", evidence))
+    await roll_back(w, md, "VerificationFailed", f"version {w.status.get('targetModelVersion')}: {evidence}")
 
 
 async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evidence: str) -> None:
@@ -258,26 +282,32 @@ async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evide
         md = md.model_copy(update={"serving": ServingSpec.model_validate(last_good.serving)})
     await apply_children(w, md, last_good)
     state = await wait_available(w.name, w.namespace, time.time() + md.rollout.progress_deadline_seconds,
-                                 admit=lambda: admit_pods(w.name, w.namespace, last_good.model_version, None, md.smoke))
+                                 admit=_current(w, lambda: admit_pods(w.name, w.namespace, last_good.model_version,
+                                                                      None, md.smoke)))
     if state.done:
         await w.mark("restored")
-    await w.conditions(
-        ("RolledBack", True, reason, evidence),
-        ("Degraded", not state.done, reason if not state.done else "LastGoodServing",
-         f"restored version {last_good.model_version}: {state.message}"),
-    )
-    await w.phase("RolledBack", reason, f"{evidence}\nrestored version {last_good.model_version}",
-                  warning=True, modelVersion=last_good.model_version)
+    await w.phase(
+        machine.next_phase(w.status.get("phase"), reason, True), reason,
+        f"{evidence}\nrestored version {last_good.model_version}", warning=True,
+        conditions=(
+            ("RolledBack", True, reason, evidence),
+            ("Degraded", not state.done, reason if not state.done else "LastGoodServing",
+             f"restored version {last_good.model_version}: {state.message}"),
+            machine.ready(False, reason, f"version {w.status.get('targetModelVersion')} is not serving: {reason}; "
+                                         f"version {last_good.model_version} serves instead"),
+        ),
+        modelVersion=last_good.model_version)
 
 
 async def _give_up(w: StatusWriter, reason: str, message: str) -> None:
     """End an attempt that shipped nothing new: RolledBack when a good version still serves."""
-    if w.status.get("lastGood"):
+    serving = w.status.get("lastGoodModelVersion") if w.status.get("lastGood") else None
+    phase = machine.next_phase(w.status.get("phase"), reason, serving is not None)
+    not_ready = machine.ready(False, reason, message)
+    if serving is not None:
         metrics.ROLLBACKS.labels(reason).inc()
-        serving = w.status.get("lastGoodModelVersion")
-        await w.conditions(("RolledBack", True, reason, message),
-                           ("Degraded", False, "LastGoodServing", f"version {serving} keeps serving"))
-        await w.phase("RolledBack", reason, f"{message}\nversion {serving} keeps serving", warning=True)
+        await w.phase(phase, reason, f"{message}\nversion {serving} keeps serving", warning=True, conditions=(
+            ("RolledBack", True, reason, message),
+            ("Degraded", False, "LastGoodServing", f"version {serving} keeps serving"), not_ready))
     else:
-        await w.conditions(("Degraded", True, reason, message))
-        await w.phase("Failed", reason, message, warning=True)
+        await w.phase(phase, reason, message, warning=True, conditions=(("Degraded", True, reason, message), not_ready))

@@ -10,8 +10,13 @@ import kopf
 
 from modelops_registry import redact_text
 
-from . import kube, metrics
+from . import kube, machine, metrics
 from .conditions import set_condition
+
+
+class Superseded(Exception):
+    """The attempt no longer applies to the object: its spec changed, its alias moved or it was
+    deleted (and perhaps created again). The attempt stops; the next event starts the new one."""
 
 
 class StatusWriter:
@@ -21,42 +26,66 @@ class StatusWriter:
         self.body = body
         self.name = body["metadata"]["name"]
         self.namespace = body["metadata"]["namespace"]
+        self.uid = body["metadata"].get("uid")
         self.generation = body["metadata"].get("generation")
         self.status = dict(status or {})
         self.logger = logger
+        self.attempt: machine.Attempt | None = None  # set once the spec resolved to a version
 
     async def update(self, **fields: Any) -> None:
-        """Replace the given status fields (nested objects too, not merged into the old ones)."""
-        patch = {key: replacing(self.status.get(key), value) for key, value in fields.items()}
+        """Replace the given status fields (nested objects too, not merged into the old ones), on this
+        object only: a ModelDeployment deleted and created again under the name supersedes us."""
+        ops = status_ops(self.uid, fields, has_status=bool(self.status))
         self.status.update(fields)
-        await kube.patch_status(self.name, self.namespace, patch)
+        try:
+            await kube.patch_status_of(self.uid, self.name, self.namespace, ops)
+        except kube.Gone as exc:
+            raise Superseded(str(exc)) from exc
+
+    async def ensure_current(self) -> None:
+        """Raise Superseded when the object has moved on from this attempt (called between steps and on
+        every poll of a long one, so an edit takes effect within seconds, not after the whole attempt)."""
+        if self.attempt is None:
+            return
+        latest = await kube.get(f"{kube.GROUP}/{kube.VERSION}", "ModelDeployment", self.name, self.namespace)
+        if reason := machine.superseded(self.attempt, latest):
+            raise Superseded(reason)
 
     async def mark(self, step: str) -> None:
         """Stamp when a step of the current attempt ended (status.attempt.<step>At, epoch seconds):
         users see where a rollout spends its time, and benchmarks/rollout.py splits apply -> Ready."""
         await self.update(attempt={**(self.status.get("attempt") or {}), f"{step}At": round(time.time(), 3)})
 
-    async def phase(self, phase: str, reason: str, message: str, *, warning: bool = False, **fields: Any) -> None:
-        """Move to `phase`, recording why in an Event (Warning for failures). Credentials in the message
-        (a URI's user:password@, a token from the environment) never reach the Event, log or status."""
+    async def phase(self, phase: str, reason: str, message: str, *, warning: bool = False,
+                    conditions: tuple[machine.Condition, ...] = (), **fields: Any) -> None:
+        """Move to `phase` (with `conditions` in the same patch), recording why in an Event (Warning for
+        failures). Credentials in the message (a URI's user:password@, a token from the environment)
+        never reach the Event, log or status. The Event follows the write, so a superseded attempt
+        announces nothing."""
         message = redact_text(message)
+        if conditions:
+            fields["conditions"] = self._set(conditions)
+        await self.update(phase=phase, observedGeneration=self.generation, **fields)
         kopf.event(self.body, type="Warning" if warning else "Normal", reason=reason, message=message)
         (self.logger.warning if warning else self.logger.info)(f"{phase}: {message}")
         metrics.set_phase(self.namespace, self.name, phase)
-        await self.update(phase=phase, observedGeneration=self.generation, **fields)
 
-    async def conditions(self, *changes: tuple[str, bool, str, str]) -> None:
+    async def conditions(self, *changes: machine.Condition) -> None:
         """Set several (type, ok, reason, message) conditions in one patch."""
+        await self.update(conditions=self._set(changes))
+
+    def _set(self, changes) -> list[dict[str, Any]]:
         conditions = self.status.get("conditions")
         for type_, ok, reason, message in changes:
             conditions = set_condition(conditions, type_, ok, reason, redact_text(message), self.generation)
-        await self.update(conditions=conditions)
+        return conditions
 
 
-def replacing(old: Any, new: Any) -> Any:
-    """The merge patch that turns `old` into `new`: a merge patch merges nested objects, so keys that
-    `new` drops are sent as null (else a new attempt would inherit the last one's deadline)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return {**{key: None for key in old if key not in new},
-                **{key: replacing(old.get(key), value) for key, value in new.items()}}
-    return new
+def status_ops(uid: str, fields: dict[str, Any], has_status: bool) -> list[dict[str, Any]]:
+    """The JSON patch that writes `fields` into the status of the object with `uid`: the uid test
+    first; each field replaced whole (a null is pruned by the API server, which removes the field)."""
+    ops: list[dict[str, Any]] = [{"op": "test", "path": "/metadata/uid", "value": uid}]
+    if not has_status:  # "add /status/x" needs /status to exist
+        return [*ops, {"op": "add", "path": "/status",
+                       "value": {k: v for k, v in fields.items() if v is not None}}]
+    return [*ops, *({"op": "add", "path": f"/status/{key}", "value": value} for key, value in fields.items())]

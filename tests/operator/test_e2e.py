@@ -139,7 +139,7 @@ def test_apply_becomes_ready_and_serves_the_models_own_outputs(operator, namespa
     assert st["phase"] == "Ready", st
     assert st["modelVersion"] == versions["v1"] and st["lastGoodModelVersion"] == versions["v1"]
     assert condition(st, "Exported")["status"] == "True"
-    assert condition(st, "SmokeTestPassed")["status"] == "True"
+    assert condition(st, "Verified")["status"] == "True"
     assert len(st["export"]["sha256"]) == 64
 
     expected = torch_outputs(registry, versions["v1"])
@@ -178,7 +178,7 @@ def test_a_version_that_fails_smoke_checks_is_rolled_back_while_the_old_one_serv
     assert st["phase"] == "RolledBack", st
     assert st["modelVersion"] == versions["v2"]
     rolled = condition(st, "RolledBack")
-    assert rolled["status"] == "True" and rolled["reason"] == "SmokeCheckFailed"
+    assert rolled["status"] == "True" and rolled["reason"] == "VerificationFailed"
     assert "not finite" in rolled["message"] and "pod cancer-" in rolled["message"]
     # the broken pods failed their checks at the readiness gate: no user request ever reached them
     assert load.failures == [], load.failures[:5]
@@ -191,8 +191,8 @@ def test_a_version_that_fails_smoke_checks_is_rolled_back_while_the_old_one_serv
                                     "involvedObject.name=cancer", "-o", "json").stdout)["items"]
         return {e["reason"] for e in events}
 
-    wait_until("the SmokeCheckFailed and RollingBack events",
-               lambda: {"SmokeCheckFailed", "RollingBack"} <= reasons(), timeout=30)
+    wait_until("the VerificationFailed and RollingBack events",
+               lambda: {"VerificationFailed", "RollingBack"} <= reasons(), timeout=30)
     # settled: the same generation is not retried
     time.sleep(5)
     assert status(namespace, "cancer")["attempt"] == st["attempt"]

@@ -1,17 +1,18 @@
-from modelops_operator.status import replacing
+from modelops_operator.status import status_ops
 
 
-def test_keys_a_new_object_drops_are_nulled_so_the_merge_patch_replaces_it():
-    old = {"key": "g1-v1", "startedAt": 1.0, "rolloutDeadline": 601.0, "exportedAt": 3.0}
-    assert replacing(old, {"key": "g2-v2", "startedAt": 9.0}) == {
-        "key": "g2-v2", "startedAt": 9.0, "rolloutDeadline": None, "exportedAt": None,
-    }
+def test_the_first_op_tests_the_uid_so_a_recreated_object_is_never_written():
+    ops = status_ops("uid-1", {"phase": "Ready"}, has_status=True)
+    assert ops[0] == {"op": "test", "path": "/metadata/uid", "value": "uid-1"}
+    assert ops[1:] == [{"op": "add", "path": "/status/phase", "value": "Ready"}]
 
 
-def test_nested_objects_are_replaced_too_and_scalars_pass_through():
-    old = {"uri": "a", "parity": {"passed": True, "max_abs_error": 0.1}}
-    assert replacing(old, {"uri": "b", "parity": {"passed": False}}) == {
-        "uri": "b", "parity": {"passed": False, "max_abs_error": None},
-    }
-    assert replacing(None, {"a": 1}) == {"a": 1}
-    assert replacing({"a": 1}, "Ready") == "Ready"
+def test_each_field_is_replaced_whole_and_null_removes_it():
+    ops = status_ops("u", {"attempt": {"key": "g2-v2"}, "url": None}, has_status=True)
+    assert ops[1:] == [{"op": "add", "path": "/status/attempt", "value": {"key": "g2-v2"}},
+                       {"op": "add", "path": "/status/url", "value": None}]
+
+
+def test_without_a_status_the_whole_status_is_added_without_nulls():
+    ops = status_ops("u", {"phase": "Pending", "url": None}, has_status=False)
+    assert ops[1:] == [{"op": "add", "path": "/status", "value": {"phase": "Pending"}}]

@@ -1,0 +1,117 @@
+"""The ModelDeployment state machine as pure decisions: from (spec, status, observations) to the next
+phase and the conditions to write. reconcile.py does the I/O around them.
+
+The table below is the README's state diagram, row for row (tests/operator/test_machine.py reads the
+diagram and checks each row against it), so the documentation and the code cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+SETTLED = frozenset({"Ready", "RolledBack", "Failed"})
+ALIAS_VERSION_ANNOTATION = "alias.modelops.io/version"
+
+# (phase, event) -> next phase. "settle" ends an attempt that shipped nothing: RolledBack while a
+# last good version serves, Failed without one (`next_phase` picks).
+TRANSITIONS: dict[tuple[str, str], str] = {
+    ("", "Resolved"): "Pending",
+    ("Pending", "Exporting"): "Exporting",
+    ("Exporting", "ExportQueued"): "Exporting",
+    ("Exporting", "ExportRetrying"): "Exporting",
+    ("Exporting", "Exported"): "RollingOut",
+    ("Exporting", "ExportFailed"): "settle",
+    ("RollingOut", "Available"): "Verifying",
+    ("RollingOut", "RolloutFailed"): "settle",
+    ("RollingOut", "VerificationFailed"): "settle",
+    ("RollingOut", "Conflict"): "settle",
+    ("RollingOut", "InvalidSpec"): "settle",
+    ("Verifying", "Verified"): "Ready",
+    ("Verifying", "VerificationFailed"): "settle",
+}
+# Events that apply in any phase: a new attempt (new generation or moved alias; an attempt still
+# running is superseded by it), and the ways an attempt ends before it exports anything.
+ANY_PHASE: dict[str, str] = {
+    "NewAttempt": "Exporting",
+    "VersionNotFound": "settle",
+    "TrackingUriNotAllowed": "settle",
+}
+
+
+class IllegalTransition(ValueError):
+    pass
+
+
+def next_phase(phase: str | None, event: str, has_last_good: bool) -> str:
+    """The phase `event` moves `phase` to."""
+    target = TRANSITIONS.get((phase or "", event)) or ANY_PHASE.get(event)
+    if target is None:
+        raise IllegalTransition(f"no transition from phase {phase or 'none'!r} on {event!r}")
+    if target == "settle":
+        return "RolledBack" if has_last_good else "Failed"
+    return target
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one attempt was started for: the object (UID), its spec (generation) and the version the
+    spec resolved to. Any of them changing supersedes the attempt."""
+
+    uid: str
+    generation: int | None
+    version: str
+    alias: bool = False  # the version came from an alias, so a moved alias supersedes it
+    alias_seen: str | None = None  # the alias annotation when the attempt started
+
+
+def superseded(attempt: Attempt, latest: dict[str, Any] | None) -> str | None:
+    """Why the attempt no longer applies to the object as it is now, or None while it does.
+
+    The alias annotation supersedes only when it moved after the attempt started, to a version other
+    than the attempt's: the reconcile resolves the alias itself and may be ahead of the poller."""
+    if latest is None:
+        return "the ModelDeployment was deleted"
+    meta = latest.get("metadata") or {}
+    if meta.get("uid") != attempt.uid:
+        return "the ModelDeployment was deleted and created again"
+    if meta.get("deletionTimestamp"):
+        return "the ModelDeployment is being deleted"
+    if attempt.generation is not None and (meta.get("generation") or 0) != attempt.generation:
+        return f"the spec changed (generation {attempt.generation} -> {meta.get('generation')})"
+    moved = (meta.get("annotations") or {}).get(ALIAS_VERSION_ANNOTATION)
+    if attempt.alias and moved is not None and moved not in (attempt.alias_seen, attempt.version):
+        return f"the alias moved (version {attempt.version} -> {moved})"
+    return None
+
+
+def attempt_key(generation: int | None, suffix: str) -> str:
+    return f"g{generation}-{suffix}"
+
+
+def is_settled(status: dict[str, Any], key: str) -> bool:
+    return (status.get("attempt") or {}).get("key") == key and status.get("phase") in SETTLED
+
+
+# The conditions of one step of an attempt: reset to Unknown when an attempt starts, so nothing from
+# the last version (its Available, its Verified) reads as true of the next one.
+STEP_CONDITIONS = ("Exported", "Available", "Verified")
+
+Condition = tuple[str, bool | None, str, str]  # (type, True/False/None for Unknown, reason, message)
+
+
+def attempt_started(version: str, serving: str | None) -> list[Condition]:
+    """The conditions a new attempt writes with its first phase."""
+    waiting = f"attempt for version {version} has not reached this step yet"
+    fallback = f"; version {serving} keeps serving meanwhile" if serving else ""
+    return [
+        *((type_, None, "Pending", waiting) for type_ in STEP_CONDITIONS),
+        ("RolledBack", False, "Progressing", f"rolling out version {version}"),
+        ready(None, "Progressing", f"version {version} is on its way{fallback}"),
+    ]
+
+
+def ready(ok: bool | None, reason: str, message: str) -> Condition:
+    """The top-level condition `kubectl wait --for=condition=Ready` reads: True only when the version
+    the current spec asks for serves, Unknown while an attempt runs, False when it settled short."""
+    return ("Ready", ok, reason, message)
