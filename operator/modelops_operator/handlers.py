@@ -10,7 +10,7 @@ import kopf
 
 from modelops_registry import redact_uri
 
-from . import alias, api, gate, kube, metrics
+from . import alias, gate, http_server, kube, metrics
 from .config import OperatorConfig
 from .reconcile import reconcile
 
@@ -33,7 +33,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: loggin
     memo.stopped = asyncio.Event()
     namespace = os.environ.get("MODELOPS_WATCH_NAMESPACE") or None
     memo.tasks = [
-        asyncio.create_task(api.serve(memo.config, namespace, memo.stopped)),
+        asyncio.create_task(http_server.serve(memo.config, namespace, memo.stopped)),
         asyncio.create_task(alias.poll_forever(memo.config, namespace, memo.stopped)),
     ]
     logger.info("modelops operator started (MLflow %s, serving image %s, export image %s)",
