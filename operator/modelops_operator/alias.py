@@ -20,6 +20,7 @@ from modelops_registry import redact_uri
 
 from . import kube
 from .config import OperatorConfig
+from .peering import Peering, active
 from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_version
 from .spec import ModelRef
 
@@ -146,11 +147,21 @@ async def refresh_matching(config: OperatorConfig, namespace: str | None, model_
     return await refresh_all(await kube.list_model_deployments(namespace), config, model_name, alias)
 
 
-async def poll_forever(config: OperatorConfig, namespace: str | None, stopped: asyncio.Event) -> None:
-    """The safety net behind webhooks: MLflow may not be configured to send them."""
+async def poll_forever(config: OperatorConfig, namespace: str | None, stopped: asyncio.Event,
+                       peering: Peering) -> None:
+    """The safety net behind webhooks: MLflow may not be configured to send them. Polls only while
+    this replica is the one kopf lets act (standby replicas would repeat its lookups and patches)."""
+    was_active = None
     while not stopped.is_set():
         try:
-            await refresh_matching(config, namespace)
+            is_active = await active(peering)
+            if is_active != was_active:
+                log.info("alias poller %s (peering %s, identity %s, priority %d)",
+                         "active" if is_active else "standing by", peering.name or "off", peering.identity,
+                         peering.priority)
+                was_active = is_active
+            if is_active:
+                await refresh_matching(config, namespace)
         except Exception:  # the poller must outlive any one failure (the API server unreachable, say)
             log.exception("alias poll failed")
         try:

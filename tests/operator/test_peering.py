@@ -1,0 +1,57 @@
+"""The replica that acts, decided as kopf decides it, from peering objects as kopf writes them."""
+
+import datetime
+
+from kopf._core.engines.peering import Peer
+
+from modelops_operator.peering import Peering, is_active
+
+NOW = datetime.datetime(2026, 12, 1, 13, 0, tzinfo=datetime.UTC)
+ME = "modelops-operator-1/3f2a9c01"
+
+# A ClusterKopfPeering's status as kopf 1.45 leaves it with two StatefulSet replicas (priorities 0, 1).
+RECORDED = {
+    "modelops-operator-0/a1b2c3d4": {"priority": 0, "lifetime": 60, "lastseen": "2026-12-01T12:59:41.207318+00:00"},
+    ME: {"priority": 1, "lifetime": 60, "lastseen": "2026-12-01T12:59:52.918223+00:00"},
+}
+
+
+def keepalive(priority, seconds_ago=0, lifetime=60):
+    """One peer's entry, written by kopf's own code."""
+    return Peer(identity="x", priority=priority, lifetime=lifetime,
+                lastseen=(NOW - datetime.timedelta(seconds=seconds_ago)).isoformat()).as_dict()
+
+
+def test_the_highest_priority_replica_is_active_and_the_others_stand_by():
+    assert is_active(RECORDED, ME, 1, NOW)
+    assert not is_active(RECORDED, "modelops-operator-0/a1b2c3d4", 0, NOW)
+
+
+def test_alone_or_before_any_keep_alive_a_replica_is_active():
+    assert is_active(None, ME, 0, NOW)
+    assert is_active({}, ME, 0, NOW)
+    assert is_active({ME: keepalive(0)}, ME, 0, NOW)
+
+
+def test_a_higher_priority_peer_stops_being_obeyed_once_its_keep_alive_lapses():
+    assert not is_active({"other": keepalive(5, seconds_ago=59)}, ME, 1, NOW)
+    assert is_active({"other": keepalive(5, seconds_ago=60)}, ME, 1, NOW)
+    assert is_active({"other": keepalive(5, seconds_ago=20, lifetime=10)}, ME, 1, NOW)
+
+
+def test_equal_priorities_pause_everyone_as_kopf_does():
+    assert not is_active({"other": keepalive(1), ME: keepalive(1)}, ME, 1, NOW)
+
+
+def test_a_lower_priority_peer_does_not_matter_and_a_missing_lastseen_counts_as_now():
+    assert is_active({"other": keepalive(0)}, ME, 1, NOW)
+    assert not is_active({"other": {"priority": 2}}, ME, 1, NOW)
+
+
+def test_an_unreadable_entry_is_ignored_rather_than_stopping_the_poller_for_good():
+    assert is_active({"other": {"priority": "high", "lastseen": "yesterday"}, "junk": "x"}, ME, 0, NOW)
+
+
+def test_the_peering_object_is_the_one_the_chart_creates():
+    assert Peering("modelops", ME, 2, "team").kind == "KopfPeering"
+    assert Peering("modelops", ME).kind == "ClusterKopfPeering"
