@@ -1,10 +1,21 @@
 """The replica that acts, decided as kopf decides it, from peering objects as kopf writes them."""
 
+import asyncio
+import dataclasses
 import datetime
+import json
+import uuid
 
+import pytest
 from kopf._core.engines.peering import Peer
 
+from modelops_operator import alias
+from modelops_operator.alias import ALIAS_VERSION_ANNOTATION
+from modelops_operator.config import OperatorConfig
 from modelops_operator.peering import Peering, is_active
+from modelops_registry.client import client
+
+from .conftest import KUBECONFIG, ROOT, kget, kubectl
 
 NOW = datetime.datetime(2026, 12, 1, 13, 0, tzinfo=datetime.UTC)
 ME = "modelops-operator-1/3f2a9c01"
@@ -55,3 +66,48 @@ def test_an_unreadable_entry_is_ignored_rather_than_stopping_the_poller_for_good
 def test_the_peering_object_is_the_one_the_chart_creates():
     assert Peering("modelops", ME, 2, "team").kind == "KopfPeering"
     assert Peering("modelops", ME).kind == "ClusterKopfPeering"
+
+
+@pytest.mark.cluster
+def test_on_the_real_api_server_a_standby_replica_polls_only_once_the_active_one_is_gone(
+        namespace, mlflow_server, monkeypatch):
+    """A real KopfPeering object (the chart's CRD) and a real ModelDeployment; the poller runs in-process."""
+    monkeypatch.setenv("KUBECONFIG", KUBECONFIG)
+    kubectl("apply", "--server-side", "-f", str(ROOT / "charts/modelops/crds/kopf.dev_peerings.yaml"))
+    kubectl("wait", "--for=condition=Established", "crd/kopfpeerings.kopf.dev", "--timeout=60s")
+    other = {"priority": 1, "lifetime": 3600, "lastseen": datetime.datetime.now(datetime.UTC).isoformat()}
+    kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "kopf.dev/v1", "kind": "KopfPeering", "metadata": {"name": "modelops", "namespace": namespace},
+        "status": {"modelops-operator-1/0000": other}}))
+    model = f"peer-{uuid.uuid4().hex[:6]}"
+    mc = client(mlflow_server)
+    mc.create_registered_model(model)
+    mc.create_model_version(model, source="s3://nowhere/model")
+    mc.set_registered_model_alias(model, "champion", "1")
+    kubectl("apply", "-f", "-", stdin=json.dumps({
+        "apiVersion": "modelops.io/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "follower", "namespace": namespace},
+        "spec": {"model": {"name": model, "alias": "champion"}}}))
+    config = dataclasses.replace(OperatorConfig.from_env({}), tracking_uri=mlflow_server, alias_poll_seconds=0.5)
+    me = Peering("modelops", "modelops-operator-0/1111", 0, namespace)
+
+    def annotation():
+        return (kget("modeldeployment", "follower", namespace)["metadata"].get("annotations") or {}).get(
+            ALIAS_VERSION_ANNOTATION)
+
+    async def scenario():
+        stopped = asyncio.Event()
+        poller = asyncio.create_task(alias.poll_forever(config, namespace, stopped, me))
+        await asyncio.sleep(4)
+        standby = await asyncio.to_thread(annotation)
+        kubectl("patch", "kopfpeering", "modelops", "-n", namespace, "--type", "merge",
+                "-p", json.dumps({"status": {"modelops-operator-1/0000": None}}))
+        for _ in range(40):
+            if await asyncio.to_thread(annotation):
+                break
+            await asyncio.sleep(0.5)
+        stopped.set()
+        await poller
+        return standby, await asyncio.to_thread(annotation)
+
+    assert asyncio.run(scenario()) == (None, "1")
