@@ -17,13 +17,15 @@ from modelops_registry.client import client
 
 from .conftest import KUBECONFIG, ROOT, kget, kubectl
 
-NOW = datetime.datetime(2026, 12, 1, 13, 0, tzinfo=datetime.UTC)
-ME = "modelops-operator-1/3f2a9c01"
+NOW = datetime.datetime(2026, 12, 1, 13, 35, 48, tzinfo=datetime.UTC)
+ME = "vm/08b70553"
 
-# A ClusterKopfPeering's status as kopf 1.45 leaves it with two StatefulSet replicas (priorities 0, 1).
+# A KopfPeering's status recorded from a real run: `modelops-operator --peering modelops --priority 3`
+# (kopf 1.45 wrote its own entry under the identity main() gave it), after a peer of priority 9 was
+# patched in; kopf logged "Pausing operations in favour of [<Peer other/x ...>]" a moment later.
 RECORDED = {
-    "modelops-operator-0/a1b2c3d4": {"priority": 0, "lifetime": 60, "lastseen": "2026-12-01T12:59:41.207318+00:00"},
-    ME: {"priority": 1, "lifetime": 60, "lastseen": "2026-12-01T12:59:52.918223+00:00"},
+    "vm/08b70553": {"lastseen": "2026-12-01T13:35:40.005688+00:00", "lifetime": 60, "priority": 3},
+    "other/x": {"lastseen": "2026-12-01T13:35:47+00:00", "lifetime": 600, "priority": 9},
 }
 
 
@@ -34,8 +36,10 @@ def keepalive(priority, seconds_ago=0, lifetime=60):
 
 
 def test_the_highest_priority_replica_is_active_and_the_others_stand_by():
-    assert is_active(RECORDED, ME, 1, NOW)
-    assert not is_active(RECORDED, "modelops-operator-0/a1b2c3d4", 0, NOW)
+    assert not is_active(RECORDED, ME, 3, NOW)
+    assert is_active(RECORDED, "other/x", 9, NOW)
+    lapsed = NOW + datetime.timedelta(seconds=600)
+    assert is_active(RECORDED, ME, 3, lapsed), "the higher peer's keep-alive lapsed"
 
 
 def test_alone_or_before_any_keep_alive_a_replica_is_active():
