@@ -29,13 +29,17 @@ class ServerConfig:
     intra_op_threads: int = 1
     inter_op_threads: int = 1
     batching: bool = True
-    max_batch_size: int = 64
+    max_batch_size: int = 32  # the CRD's spec.serving.batching.maxBatchSize default
     max_batch_delay_ms: float = 2.0
     inline_below_ms: float = 0.1
     max_body_bytes: int = 8 * 1024 * 1024
-    # Two full batches' worth: enough to keep the model busy, little enough that an admitted request
-    # waits a few milliseconds, not seconds, when far more clients than that are sending.
+    # A few full batches' worth (four at the default batch size): enough to keep the model busy,
+    # little enough that an admitted request waits milliseconds, not seconds, when far more clients
+    # than that are sending.
     max_queue_depth: int = 128
+    # Longer than the 60 s ingress controllers keep idle upstream connections: a server that closes an
+    # idle connection first races the proxy's next request on it, which the client sees as a 502.
+    keep_alive_seconds: float = 75.0
     drain_seconds: float = 0.0
     graceful_timeout_seconds: float = 30.0
     load_attempts: int = 3
@@ -53,6 +57,8 @@ class ServerConfig:
             raise ValueError(f"--max-batch-size must be at least 1, got {self.max_batch_size}")
         if self.max_batch_delay_ms < 0:
             raise ValueError(f"--max-batch-delay-ms must not be negative, got {self.max_batch_delay_ms}")
+        if self.keep_alive_seconds < 1:
+            raise ValueError(f"--keep-alive-seconds must be at least 1, got {self.keep_alive_seconds}")
         if self.max_body_bytes < 1:
             raise ValueError(f"--max-body-bytes must be positive, got {self.max_body_bytes}")
         if self.max_queue_depth < 0:
@@ -131,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--max-body-bytes", "largest request body accepted (bigger gets 413)", int)
     add("--max-queue-depth", "most inference requests in the server at once (being read, waiting for a "
         "batch or running); past it requests get 503 with Retry-After at once (0: no limit)", int)
+    add("--keep-alive-seconds", "how long an idle HTTP connection stays open; keep it above the upstream "
+        "keep-alive of any proxy in front (ingress-nginx: 60 s)", float)
     add("--drain-seconds", "after SIGTERM, keep serving this long with readiness failing, so load "
         "balancers stop sending, before closing the listener", float)
     add("--graceful-timeout-seconds", "longest wait for in-flight requests after draining", float)

@@ -554,7 +554,8 @@ def serve(config: ServerConfig) -> None:
     uv_config = uvicorn.Config(
         app, host=config.host, port=config.port, log_config=None, access_log=False,
         http=CoalescingHttpToolsProtocol, proxy_headers=False,
-        timeout_graceful_shutdown=config.graceful_timeout_seconds, server_header=False,
+        timeout_graceful_shutdown=config.graceful_timeout_seconds, timeout_keep_alive=config.keep_alive_seconds,
+        server_header=False,
         log_level=config.log_level,
     )
     DrainingServer(uv_config, server, config.drain_seconds, grpc_listener).run()

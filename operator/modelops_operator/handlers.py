@@ -10,8 +10,9 @@ import kopf
 
 from modelops_registry import redact_uri
 
-from . import alias, api, gate, kube, metrics
+from . import alias, gate, http_server, kube, metrics
 from .config import OperatorConfig
+from .peering import Peering
 from .reconcile import reconcile
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.PLURAL
@@ -32,9 +33,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: loggin
     memo.config = OperatorConfig.from_env()
     memo.stopped = asyncio.Event()
     namespace = os.environ.get("MODELOPS_WATCH_NAMESPACE") or None
+    # main() puts this replica's peering in the memo; run any other way (`kopf run`), it is standalone
+    peering = memo.get("peering") or Peering(None, "standalone")
     memo.tasks = [
-        asyncio.create_task(api.serve(memo.config, namespace, memo.stopped)),
-        asyncio.create_task(alias.poll_forever(memo.config, namespace, memo.stopped)),
+        asyncio.create_task(http_server.serve(memo.config, namespace, memo.stopped)),
+        asyncio.create_task(alias.poll_forever(memo.config, namespace, memo.stopped, peering)),
     ]
     logger.info("modelops operator started (MLflow %s, serving image %s, export image %s)",
                 redact_uri(memo.config.tracking_uri), memo.config.serving_image, memo.config.export.image)

@@ -8,6 +8,7 @@ import os
 import kopf
 
 from . import handlers  # noqa: F401  (registers the handlers)
+from .peering import Peering, own_identity
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.namespace:
         os.environ["MODELOPS_WATCH_NAMESPACE"] = args.namespace
     kopf.configure(verbose=False)
+    # kopf is given the identity rather than left to pick one, so that the alias poller can find this
+    # replica's own entry in the peering object (handlers.start reads it from the memo).
+    peering = Peering(args.peering or None, own_identity(), args.priority, args.namespace or None)
     kopf.run(
         clusterwide=not args.namespace,
         namespaces=[args.namespace] if args.namespace else (),
@@ -31,6 +35,8 @@ def main(argv: list[str] | None = None) -> None:
         standalone=not args.peering,
         peering_name=args.peering,
         priority=args.priority,
+        identity=peering.identity,
+        memo=kopf.Memo(peering=peering),
     )
 
 

@@ -67,6 +67,7 @@ def server_env(name: str, spec: ModelDeploymentSpec, target: ServingTarget) -> l
         "MODELOPS_MODEL_DIR": "/tmp/model",
         "MODELOPS_PORT": str(HTTP_PORT),
         "MODELOPS_INTRA_OP_THREADS": str(spec.serving.threads),
+        "MODELOPS_KEEP_ALIVE_SECONDS": str(spec.serving.keep_alive_seconds),
         "MODELOPS_BATCHING": "true" if batching.enabled else "false",
         "MODELOPS_MAX_BATCH_SIZE": str(batching.max_batch_size),
         "MODELOPS_MAX_BATCH_DELAY_MS": str(batching.max_delay_ms),

@@ -1,4 +1,4 @@
-"""The operator's Prometheus metrics (served at /metrics by api.py)."""
+"""The operator's Prometheus metrics (served at /metrics by http_server.py)."""
 
 from __future__ import annotations
 

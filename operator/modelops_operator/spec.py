@@ -53,6 +53,7 @@ class ServingSpec(_Camel):
     resources: dict[str, Any] = Field(default_factory=dict)
     env: list[dict[str, Any]] = Field(default_factory=list)
     threads: int = 1
+    keep_alive_seconds: int = 75
     batching: Batching = Field(default_factory=Batching)
     grpc: Grpc = Field(default_factory=Grpc)
 

@@ -10,9 +10,18 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
 
 MAX_AGE_SECONDS = 300
+# What each header may hold, checked before any of it is used: a header is whatever bytes the sender
+# chose, and anything else (non-ASCII text above all, which hmac.compare_digest refuses with a
+# TypeError) must be a 401 naming the header, not a 500.
+HEADER_FORMATS = {
+    "X-MLflow-Delivery-Id": (re.compile(r"[!-~]{1,200}"), "printable ASCII"),
+    "X-MLflow-Timestamp": (re.compile(r"[0-9]{1,12}"), "a unix time in ASCII digits"),
+    "X-MLflow-Signature": (re.compile(r"v1,[A-Za-z0-9+/]{43}="), "v1,<base64 of an HMAC-SHA256>"),
+}
 
 
 class WebhookRejected(Exception):
@@ -26,21 +35,29 @@ def sign(secret: str, delivery_id: str, timestamp: str, payload: str) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
+def signed_headers(headers: dict[str, str]) -> tuple[str, str, str]:
+    """(delivery id, timestamp, signature), each checked against HEADER_FORMATS, or a 401 naming the
+    first header that is missing or malformed (its value is not echoed: it may be anything)."""
+    missing = [name for name in HEADER_FORMATS if not headers.get(name.lower())]
+    if missing:
+        raise WebhookRejected(401, f"missing {', '.join(missing)}: is this an MLflow webhook delivery?")
+    values = []
+    for name, (pattern, expected) in HEADER_FORMATS.items():
+        value = headers[name.lower()]
+        if not (value.isascii() and pattern.fullmatch(value)):
+            raise WebhookRejected(401, f"malformed {name}: expected {expected}")
+        values.append(value)
+    return values[0], values[1], values[2]
+
+
 def verify(secret: str | None, headers: dict[str, str], payload: str, now: float | None = None) -> dict:
-    """The parsed delivery, or WebhookRejected saying what was wrong."""
+    """The parsed delivery, or WebhookRejected saying what was wrong. `headers` keys are lower case."""
     if not secret:
         raise WebhookRejected(503, "webhooks are disabled: set MODELOPS_WEBHOOK_SECRET on the operator")
-    delivery_id = headers.get("x-mlflow-delivery-id", "")
-    timestamp = headers.get("x-mlflow-timestamp", "")
-    signature = headers.get("x-mlflow-signature", "")
-    if not (delivery_id and timestamp and signature):
-        raise WebhookRejected(401, "missing X-MLflow-Delivery-Id, X-MLflow-Timestamp or X-MLflow-Signature")
-    if not hmac.compare_digest(sign(secret, delivery_id, timestamp, payload), signature):
+    delivery_id, timestamp, signature = signed_headers(headers)
+    if not hmac.compare_digest(sign(secret, delivery_id, timestamp, payload).encode(), signature.encode()):
         raise WebhookRejected(401, "bad signature: the webhook secret in MLflow and the operator differ")
-    try:
-        age = (now or time.time()) - int(timestamp)
-    except ValueError as exc:
-        raise WebhookRejected(400, f"X-MLflow-Timestamp {timestamp!r} is not a unix time") from exc
+    age = (now or time.time()) - int(timestamp)
     if abs(age) > MAX_AGE_SECONDS:
         raise WebhookRejected(401, f"delivery is {age:.0f}s old (max {MAX_AGE_SECONDS}s)")
     try:

@@ -1,6 +1,6 @@
 """Every dashboard query and every alert of the chart, run by a real Prometheus (Debian's package)
 scraping a real `modelops-serve` on a real ONNX model and the operator's real /metrics endpoint
-(modelops_operator.api, served without a cluster), with the chart's rendered rules loaded.
+(modelops_operator.http_server, served without a cluster), with the chart's rendered rules loaded.
 
 kube-state-metrics cannot run here (no cluster objects to describe in this test), so its two HPA series
 the dashboards and ModelopsReplicasAtMax read come from a static exposition in kube-state-metrics'
@@ -63,12 +63,12 @@ KSM_EXPOSITION = textwrap.dedent(f"""\
     """)
 OPERATOR_SCRIPT = textwrap.dedent("""\
     import asyncio, sys
-    from modelops_operator import api, metrics
+    from modelops_operator import http_server, metrics
     from modelops_operator.config import OperatorConfig
     # the phase gauge exists once the operator has seen a ModelDeployment: record one, as handlers do
     metrics.set_phase("ml", "mlp", "Ready")
     config = OperatorConfig.from_env({"MODELOPS_API_PORT": sys.argv[1]})
-    asyncio.run(api.serve(config, None, asyncio.Event()))
+    asyncio.run(http_server.serve(config, None, asyncio.Event()))
     """)
 
 pytestmark = pytest.mark.skipif(not shutil.which("prometheus"), reason="Debian's prometheus not installed")

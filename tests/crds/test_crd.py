@@ -6,6 +6,7 @@ import pytest
 import yaml
 from pydantic import BaseModel
 
+from modelops_inference.config import ServerConfig
 from modelops_operator.spec import ModelDeploymentSpec
 
 CRD = Path(__file__).parents[2] / "crds" / "modelops.io_modeldeployments.yaml"
@@ -57,3 +58,29 @@ def test_crd_names_and_subresources():
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns == ["Model", "Version", "Phase", "Ready", "URL", "Age"]
+
+
+# spec.serving fields the operator passes to modelops-serve, and the server option each becomes: a
+# pod left to the server's default must behave as the CRD says it will.
+SERVER_OPTIONS = {
+    "threads": "intra_op_threads",
+    "keepAliveSeconds": "keep_alive_seconds",
+    "batching.enabled": "batching",
+    "batching.maxBatchSize": "max_batch_size",
+    "batching.maxDelayMs": "max_batch_delay_ms",
+    "grpc.enabled": "grpc",
+}
+
+
+def crd_default(props: dict, dotted: str):
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        props = props[key]["properties"]
+    return props[leaf]["default"]
+
+
+@pytest.mark.parametrize("field, option", SERVER_OPTIONS.items())
+def test_the_servers_defaults_equal_the_crds_serving_defaults(field, option):
+    serving = schema()[1]["properties"]["spec"]["properties"]["serving"]["properties"]
+    ours = ServerConfig.__dataclass_fields__[option].default
+    assert ours == crd_default(serving, field), f"modelops-serve {option}={ours!r} != CRD spec.serving.{field}"

@@ -9,6 +9,7 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,9 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+import pytest
+
+from modelops_inference.config import parse_args
 
 from ..support import free_port
 from . import models
@@ -236,3 +240,34 @@ def test_in_flight_requests_finish_after_sigterm(tmp_path):
         np.testing.assert_allclose(outputs(response), rows)
     events = [x.get("event") for x in server.log_lines()]
     assert "draining" in events
+
+
+def _open_after(sock, seconds: float) -> bool:
+    """Whether the server still holds the idle connection `seconds` after the last response: one more
+    request on it is answered (a closed connection reads EOF instead)."""
+    time.sleep(seconds)
+    try:
+        sock.sendall(b"GET /v2/health/live HTTP/1.1\r\nHost: t\r\n\r\n")
+        return sock.recv(4096).startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
+
+
+def test_an_idle_keep_alive_connection_outlives_uvicorns_5s_and_closes_after_the_configured_time(tmp_path,
+                                                                                                  mlp_path):
+    """Ingress controllers keep upstream connections idle for 60 s; a server closing them sooner races
+    the next request on them, which the client sees as a 502."""
+    with serve(tmp_path, "--model-uri", str(mlp_path), "--keep-alive-seconds", "7") as server:
+        server.wait_ready()
+        host, port = server.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            assert _open_after(sock, 0), "the first request on the connection was not answered"
+            assert _open_after(sock, 6), "the server closed an idle connection before --keep-alive-seconds"
+            assert not _open_after(sock, 9), "the server kept an idle connection past --keep-alive-seconds"
+
+
+def test_the_keep_alive_default_outlasts_ingress_upstream_keep_alive():
+    config = parse_args(["--model-uri", "m.onnx"])
+    assert config.keep_alive_seconds == 75
+    with pytest.raises(SystemExit):
+        parse_args(["--model-uri", "m.onnx", "--keep-alive-seconds", "0"])

@@ -124,3 +124,12 @@ def test_grpc_off_leaves_http_alone_on_the_pod_and_the_service():
     assert [p["name"] for p in container["ports"]] == ["http"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
     assert [p["name"] for p in manifests.service("md", "ns", off)["spec"]["ports"]] == ["http"]
+
+
+def test_the_keep_alive_reaches_the_server_defaulting_above_ingress_upstream_keep_alive():
+    def keep_alive(s):
+        container = manifests.deployment("md", "ns", s, TARGET)["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e["value"] for e in container["env"]}["MODELOPS_KEEP_ALIVE_SECONDS"]
+
+    assert keep_alive(spec()) == "75"
+    assert keep_alive(spec(serving={"keepAliveSeconds": 120})) == "120"

@@ -1,10 +1,17 @@
+import asyncio
+import dataclasses
 import json
+import socket
+import threading
 import time
 
 import pytest
 from mlflow.webhooks.delivery import _generate_hmac_signature
 
+from modelops_operator import http_server
+from modelops_operator.config import OperatorConfig
 from modelops_operator.webhooks import WebhookRejected, alias_event, sign, verify
+from tests.support import free_port, wait_until
 
 PAYLOAD = json.dumps({"entity": "model_version_alias", "action": "created",
                       "data": {"name": "cancer", "alias": "champion", "version": "2"}})
@@ -49,3 +56,73 @@ def test_tampered_payload_is_rejected():
 def test_only_registry_events_that_can_move_an_alias_matter():
     assert alias_event({"entity": "model_version", "data": {"name": "m"}}) == ("m", None)
     assert alias_event({"entity": "prompt", "data": {"name": "p"}}) is None
+
+
+@pytest.fixture
+def webhook_url():
+    """The operator's real HTTP server (http_server.serve, as the operator runs it) on a free port."""
+    port = free_port()
+    config = dataclasses.replace(OperatorConfig.from_env({}), api_port=port, webhook_secret="s3cret")
+    loop = asyncio.new_event_loop()
+    stopped = asyncio.Event()
+    task = loop.create_task(http_server.serve(config, "no-such-namespace", stopped))
+    thread = threading.Thread(target=loop.run_until_complete, args=(task,), daemon=True)
+    thread.start()
+    wait_until("the operator's HTTP server", lambda: socket.create_connection(("127.0.0.1", port), 1).close() or True,
+               timeout=10, interval=0.05, ignore=(OSError,))
+    yield "127.0.0.1", port
+    loop.call_soon_threadsafe(stopped.set)
+    thread.join(10)
+
+
+def post_raw(address: tuple[str, int], header_lines: list[bytes], body: bytes = PAYLOAD.encode()) -> tuple[int, dict]:
+    """POSTs a delivery with headers given as raw bytes (no client would send non-ASCII ones for us)."""
+    request = b"\r\n".join([b"POST /webhooks/mlflow HTTP/1.1", b"Host: operator", b"Connection: close",
+                            b"Content-Type: application/json", b"Content-Length: %d" % len(body),
+                            *header_lines, b"", body])
+    with socket.create_connection(address, timeout=10) as sock:
+        sock.sendall(request)
+        response = b""
+        while chunk := sock.recv(65536):
+            response += chunk
+    head, _, content = response.partition(b"\r\n\r\n")
+    return int(head.split(b" ")[1]), json.loads(content)
+
+
+def raw_headers(payload: str = PAYLOAD, **overrides: bytes) -> list[bytes]:
+    good = {k: v.encode() for k, v in headers(payload=payload).items()}
+    return [name.encode() + b": " + value for name, value in {**good, **overrides}.items() if value is not None]
+
+
+@pytest.mark.parametrize(
+    "overrides, reason",
+    [
+        ({"x-mlflow-signature": "v1,é".encode()}, "X-MLflow-Signature"),
+        ({"x-mlflow-signature": b"v1,\xff\xfe"}, "X-MLflow-Signature"),
+        ({"x-mlflow-signature": b"garbage"}, "malformed X-MLflow-Signature"),
+        ({"x-mlflow-signature": None}, "missing"),
+        ({"x-mlflow-timestamp": "١٧٠٠٠٠٠٠٠٠".encode()}, "X-MLflow-Timestamp"),
+        ({"x-mlflow-timestamp": b"soon"}, "X-MLflow-Timestamp"),
+        ({"x-mlflow-timestamp": None}, "missing"),
+        ({"x-mlflow-delivery-id": "dé".encode()}, "X-MLflow-Delivery-Id"),
+    ],
+    ids=["non-ascii-signature", "non-utf8-signature", "malformed-signature", "no-signature",
+         "non-ascii-digits-timestamp", "non-numeric-timestamp", "no-timestamp", "non-ascii-delivery-id"],
+)
+def test_malformed_signature_headers_get_401_with_a_reason_never_500(webhook_url, overrides, reason):
+    status, body = post_raw(webhook_url, raw_headers(**overrides))
+    assert status == 401, body
+    assert reason in body["error"]
+
+
+def test_a_signed_delivery_through_the_http_server_is_accepted(webhook_url):
+    """(An event that moves no alias: this test has no cluster to list ModelDeployments in.)"""
+    payload = json.dumps({"entity": "prompt", "action": "created", "data": {"name": "p"}})
+    status, body = post_raw(webhook_url, raw_headers(payload), payload.encode())
+    assert (status, body) == (200, {"accepted": True, "moved": 0})
+
+
+def test_a_body_that_is_not_utf8_gets_400_not_500(webhook_url):
+    status, body = post_raw(webhook_url, raw_headers(), b"\xff\xfe{}")
+    assert status == 400, body
+    assert "UTF-8" in body["error"]

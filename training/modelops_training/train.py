@@ -18,7 +18,7 @@ from torch import nn
 
 from .datasets import DatasetSplit, load_dataset
 from .errors import TrainingError
-from .metrics import classification_metrics, plot_confusion_matrix, plot_learning_curves
+from .evaluation import classification_metrics, plot_confusion_matrix, plot_learning_curves
 from .mlflow_client import ensure_experiment, fluent_tracking_uri
 from .models import Sabotaged, build_model
 from .registry import Promotion, promote_if_better, register, set_alias

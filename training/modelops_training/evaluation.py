@@ -1,4 +1,5 @@
-"""Classification metrics and the PNG plots logged with every run."""
+"""Model evaluation: classification metrics and the PNG plots logged with every run (not Prometheus:
+that is what "metrics" means elsewhere in modelops)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The operator's own HTTP endpoint: Prometheus metrics and MLflow webhooks."""
+"""The operator's own HTTP server: Prometheus metrics and MLflow webhooks."""
 
 from __future__ import annotations
 
@@ -12,15 +12,22 @@ from .config import OperatorConfig
 from .webhooks import WebhookRejected, alias_event, verify
 
 
+def payload_text(body: bytes) -> str:
+    """The delivery's JSON text; a body that is not UTF-8 is the sender's error (400), not ours."""
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WebhookRejected(400, f"the payload is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
 def make_app(config: OperatorConfig, namespace: str | None) -> web.Application:
     async def metrics_view(_: web.Request) -> web.Response:
         return web.Response(body=generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def webhook_view(request: web.Request) -> web.Response:
-        payload = await request.text()
         headers = {k.lower(): v for k, v in request.headers.items()}
         try:
-            delivery = verify(config.webhook_secret, headers, payload)
+            delivery = verify(config.webhook_secret, headers, payload_text(await request.read()))
         except WebhookRejected as exc:
             metrics.WEBHOOKS.labels("rejected").inc()
             return web.json_response({"error": str(exc)}, status=exc.status)
