@@ -12,7 +12,7 @@ from modelops_registry import redact_uri
 
 from . import alias, api, gate, kube, metrics
 from .config import OperatorConfig
-from .manifests import managed_selector, serving_pods_selector
+from .manifests import MANAGED_LABELS, SERVING_POD_LABELS, managed_selector, serving_pods_selector
 from .reconcile import reconcile
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.PLURAL
@@ -73,8 +73,7 @@ def forget_model_deployment(name: str, namespace: str, **_) -> None:
 
 
 # serving pods only (the API server filters by WATCH_SELECTORS; labels= repeats it for kopf's own matching)
-@kopf.on.event(*PODS, labels={"app.kubernetes.io/name": "modelops-serve",
-                              "app.kubernetes.io/managed-by": "modelops-operator"})
+@kopf.on.event(*PODS, labels=SERVING_POD_LABELS)
 async def admit_serving_pods(body, **_) -> None:
     """Pods of the verified target (HPA scale-ups, rescheduled pods, a restored last good target) pass
     the readiness gate without new checks; a new target's pods wait for the reconcile's checks."""
@@ -99,7 +98,7 @@ async def sweep_forever(namespace: str | None, stopped: asyncio.Event, logger: l
             pass
 
 
-@kopf.on.event(*DEPLOYMENTS, labels={"app.kubernetes.io/managed-by": "modelops-operator"})
+@kopf.on.event(*DEPLOYMENTS, labels=MANAGED_LABELS)
 async def mirror_replicas(body, **_) -> None:
     """Copy the Deployment's replica counts to its ModelDeployment (printer columns, scale)."""
     owners = [o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == "ModelDeployment"]

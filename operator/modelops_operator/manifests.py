@@ -29,11 +29,16 @@ TARGET_HASH_ANNOTATION = "modelops.io/target-hash"
 VERIFIED_GATE = "modelops.io/verified"
 
 
+MANAGED_LABELS = {"app.kubernetes.io/managed-by": "modelops-operator"}
+# every ModelDeployment's serving pods: an export Job's pods carry the managed-by label too, but no gate
+SERVING_POD_LABELS = {"app.kubernetes.io/name": "modelops-serve", **MANAGED_LABELS}
+
+
 def labels(name: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "modelops-serve",
         "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/managed-by": "modelops-operator",
+        **MANAGED_LABELS,
     }
 
 
@@ -50,15 +55,13 @@ def _selector_string(match: dict[str, str]) -> str:
 
 
 def serving_pods_selector() -> str:
-    """Every ModelDeployment's serving pods, for the API server to filter the operator's pod watch (an
-    export Job's pods carry the managed-by label too, but no readiness gate)."""
-    return _selector_string({"app.kubernetes.io/name": "modelops-serve",
-                             "app.kubernetes.io/managed-by": "modelops-operator"})
+    """SERVING_POD_LABELS, for the API server to filter the operator's pod watch and sweeps."""
+    return _selector_string(SERVING_POD_LABELS)
 
 
 def managed_selector() -> str:
     """Everything the operator created, for the API server to filter the operator's Deployment watch."""
-    return _selector_string({"app.kubernetes.io/managed-by": "modelops-operator"})
+    return _selector_string(MANAGED_LABELS)
 
 
 def _meta(name: str, namespace: str) -> dict[str, Any]:

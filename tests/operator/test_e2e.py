@@ -226,6 +226,19 @@ def test_a_serving_change_that_keeps_the_version_is_smoke_checked_at_the_gate(op
     assert reasons and set(reasons) == {"SmokeChecksPassed"}, reasons
     dep = kget("deployment", "threads", namespace)
     assert dep["spec"]["template"]["metadata"]["annotations"]["modelops.io/target-hash"] == st["lastGood"]["targetHash"]
+
+
+def test_a_pod_of_the_verified_target_waiting_at_the_gate_is_let_in_without_checks(operator, namespace):
+    """The operator's pod watch (filtered by the API server) or its periodic sweep re-admits it."""
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=threads",
+                              "-o", "json").stdout)["items"]
+    pod = next(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))
+    kubectl("patch", "pod", pod, "-n", namespace, "--subresource=status", "--type=strategic", "-p", json.dumps(
+        {"status": {"conditions": [{"type": "modelops.io/verified", "status": "False", "reason": "Test"}]}}))
+    started = time.monotonic()
+    wait_until(f"{pod} to be admitted again", lambda: gate_reasons(namespace, "threads", "2") == ["VerifiedTarget"],
+               timeout=60)
+    print(f"re-admitted after {time.monotonic() - started:.1f}s")
     kubectl("delete", "modeldeployment", "threads", "-n", namespace, "--wait=false")
 
 
