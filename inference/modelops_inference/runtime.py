@@ -21,6 +21,7 @@ import onnxruntime as ort
 
 from modelops_inference.config import ServerConfig
 from modelops_inference.errors import ModelLoadError, ModelNotReady
+from modelops_inference.graph import cross_row_ops
 from modelops_inference.protocol import TensorSpec
 from modelops_registry import client as registry
 from modelops_registry.errors import PERMANENT_CODES
@@ -114,6 +115,7 @@ class ModelRuntime:
         self.load_seconds = 0.0
         self.inputs: list[TensorSpec] = []
         self.outputs: list[TensorSpec] = []
+        self.cross_row_ops: set[str] = set()
         self.session: ort.InferenceSession | None = None
         self._output_names: list[str] = []
         self._done = threading.Event()
@@ -126,6 +128,16 @@ class ModelRuntime:
     def batchable(self) -> bool:
         """Requests can be stacked along the first dimension when every input and output has it free."""
         return all(s.batched for s in self.inputs + self.outputs)
+
+    @property
+    def unbatchable_reason(self) -> str | None:
+        """Why concurrent requests must not share a run, or None when they may."""
+        if not self.batchable:
+            return "the model's first dimension is not free in every input and output"
+        if self.cross_row_ops:
+            return (f"the graph has {', '.join(sorted(self.cross_row_ops))}, which computes over the whole batch "
+                    "(dynamic quantization scales), so one request's rows would change another's answers")
+        return None
 
     def wait_loaded(self, timeout: float | None = None) -> bool:
         return self._done.wait(timeout)
@@ -201,6 +213,10 @@ class ModelRuntime:
         self.inputs = [spec_of(n) for n in self.session.get_inputs()]
         self.outputs = [spec_of(n) for n in self.session.get_outputs()]
         self._output_names = [s.name for s in self.outputs]
+        try:
+            self.cross_row_ops = cross_row_ops(path)
+        except (ValueError, IndexError, UnicodeDecodeError) as e:  # onnxruntime read it: never fail the load
+            self.cross_row_ops = {f"an unreadable graph ({e})"}
 
     def _warm_up(self) -> None:
         rows = 2 if self.batchable else 1

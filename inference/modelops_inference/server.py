@@ -125,12 +125,12 @@ class ModelServer:
     def _make_runner(self) -> Runner:
         c = self.config
         inline_below_s = c.inline_below_ms / 1000
-        if c.batching and self.runtime.batchable:
+        reason = self.runtime.unbatchable_reason
+        if c.batching and reason is None:
             return Batcher(self.runtime.run, c.max_batch_size, c.max_batch_delay_ms / 1000,
                            self.metrics.observe_run, inline_below_s=inline_below_s)
         if c.batching:
-            log.warning("batching off: the model's first dimension is not free in every input and output",
-                        extra={"event": "batching_unsupported"})
+            log.warning(f"batching off: {reason}", extra={"event": "batching_unsupported"})
         return Runner(self.runtime.run, self.metrics.observe_run, inline_below_s=inline_below_s)
 
     def drain(self) -> None:

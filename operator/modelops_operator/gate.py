@@ -5,6 +5,10 @@ out of its Service until that pod condition is True. Once a new pod's containers
 inference done) the operator smoke-checks it directly at its IP and only then opens its gate. So an
 unverified version never answers a user's request, and a failing one is rolled back while the old
 pods still serve every request.
+
+Pods of the verified target (status.lastGood: HPA scale-ups, rescheduled pods, a restored last good
+target) pass without new checks: `sweep` admits them. "Verified" is keyed on the whole target's hash
+(model, image, serving settings), not the version, so a serving change is checked like a new version.
 """
 
 from __future__ import annotations
@@ -13,13 +17,40 @@ import datetime
 from typing import Any
 
 from . import kube
-from .manifests import HTTP_PORT, MODEL_VERSION_ANNOTATION, VERIFIED_GATE, selector_string
+from .manifests import (
+    HTTP_PORT,
+    MODEL_VERSION_ANNOTATION,
+    TARGET_HASH_ANNOTATION,
+    VERIFIED_GATE,
+    selector_string,
+    serving_pods_selector,
+)
 from .smoke import SmokeCase, run_smoke
 from .spec import SmokeSpec
+from .target import ServingTarget, verified_hash
 
 
 def pod_version(pod: dict[str, Any]) -> str | None:
     return (pod["metadata"].get("annotations") or {}).get(MODEL_VERSION_ANNOTATION)
+
+
+def pod_target_hash(pod: dict[str, Any]) -> str | None:
+    return (pod["metadata"].get("annotations") or {}).get(TARGET_HASH_ANNOTATION)
+
+
+def serves(pod: dict[str, Any], target_hash: str | None, version: str | None) -> bool:
+    """The pod was built from the target of this hash. A pod from a template older than target hashes
+    (made before the operator learnt them) is matched by version, so an upgrade strands none of them."""
+    pod_hash = pod_target_hash(pod)
+    if pod_hash is None:
+        return version is not None and pod_version(pod) == version
+    return pod_hash == target_hash
+
+
+def of_verified_target(pod: dict[str, Any], status: dict[str, Any] | None) -> bool:
+    """The pod serves the target that last passed its checks (status.lastGood)."""
+    last_good = (status or {}).get("lastGood") or {}
+    return serves(pod, verified_hash(last_good), last_good.get("modelVersion"))
 
 
 def awaiting_gate(pod: dict[str, Any]) -> bool:
@@ -41,14 +72,50 @@ async def open_gate(pod: dict[str, Any], reason: str, message: str) -> None:
     })
 
 
-async def admit_pods(name: str, namespace: str, version: str, cases: list[SmokeCase] | None,
-                     smoke: SmokeSpec) -> str | None:
-    """Check and admit every waiting pod of `version`; the evidence of the first pod that fails.
+async def admit_verified(pod: dict[str, Any], status: dict[str, Any] | None) -> bool:
+    """Admit `pod` unchecked when it waits at the gate and serves the verified target; whether it did."""
+    if not awaiting_gate(pod) or not of_verified_target(pod, status):
+        return False
+    await open_gate(pod, "VerifiedTarget", f"the pod serves the verified target {pod_target_hash(pod)} "
+                                           f"(version {pod_version(pod)})")
+    return True
 
-    `cases` None admits without checks: a restored last good version passed them when it shipped.
-    """
+
+async def sweep(namespace: str, name: str, status: dict[str, Any] | None) -> int:
+    """Admit every waiting pod of the verified target; how many. Pods that turned ready while a rollout
+    was verifying (an HPA scale-up, an eviction) get no later event of their own, so they are swept
+    after phase changes and periodically (handlers.sweep_forever) rather than waiting for one."""
+    admitted = 0
     for pod in await kube.list_objects("v1", "Pod", namespace, selector_string(name)):
-        if pod_version(pod) != version or not awaiting_gate(pod):
+        admitted += await admit_verified(pod, status)
+    return admitted
+
+
+async def sweep_all(namespace: str | None) -> int:
+    """`sweep` every ModelDeployment with a pod waiting at the gate, in one namespace or (None) all. Idle,
+    it costs one pod list the API server filters by label: no ModelDeployment is read unless a pod waits."""
+    waiting: dict[tuple[str, str], list[dict]] = {}
+    for pod in await kube.list_objects("v1", "Pod", namespace, serving_pods_selector()):
+        if awaiting_gate(pod):
+            meta = pod["metadata"]
+            waiting.setdefault((meta["namespace"], meta["labels"]["app.kubernetes.io/instance"]), []).append(pod)
+    admitted = 0
+    for (ns, name), pods in waiting.items():
+        owner = await kube.get(f"{kube.GROUP}/{kube.VERSION}", "ModelDeployment", name, ns)
+        for pod in pods:
+            admitted += await admit_verified(pod, (owner or {}).get("status"))
+    return admitted
+
+
+async def admit_pods(name: str, namespace: str, target: ServingTarget, cases: list[SmokeCase] | None,
+                     smoke: SmokeSpec) -> str | None:
+    """Check and admit every waiting pod of `target`; the evidence of the first pod that fails.
+
+    `cases` None admits without checks: a restored last good target passed them when it shipped.
+    """
+    version = target.model_version
+    for pod in await kube.list_objects("v1", "Pod", namespace, selector_string(name)):
+        if not serves(pod, target.hash(), version) or not awaiting_gate(pod):
             continue
         if cases is None:
             await open_gate(pod, "LastGoodVersion", f"version {version} passed its smoke checks when it shipped")
@@ -57,5 +124,5 @@ async def admit_pods(name: str, namespace: str, version: str, cases: list[SmokeC
         result = await run_smoke(base_url, name, cases, smoke, version=version, settle_seconds=0)
         if not result.ok(smoke.min_success_rate):
             return f"pod {pod['metadata']['name']}: {result.evidence()}"
-        await open_gate(pod, "SmokeChecksPassed", f"{result.passed}/{result.total} smoke requests passed")
+        await open_gate(pod, "ChecksPassed", f"{result.passed}/{result.total} smoke requests passed")
     return None

@@ -12,11 +12,15 @@ from modelops_registry import redact_uri
 
 from . import alias, gate, http_server, kube, metrics
 from .config import OperatorConfig
+from .manifests import MANAGED_LABELS, SERVING_POD_LABELS, managed_selector, serving_pods_selector
 from .peering import Peering
 from .reconcile import reconcile
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.PLURAL
 PREFIX = "modelops.io"
+PODS, DEPLOYMENTS = ("", "v1", "pods"), ("apps", "v1", "deployments")
+WATCH_SELECTORS = {PODS: serving_pods_selector(), DEPLOYMENTS: managed_selector()}
+SWEEP_SECONDS = 30.0
 
 
 @kopf.on.startup()
@@ -30,6 +34,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: loggin
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 300
     settings.execution.max_workers = 8
+    filter_watches(settings)
     memo.config = OperatorConfig.from_env()
     memo.stopped = asyncio.Event()
     namespace = os.environ.get("MODELOPS_WATCH_NAMESPACE") or None
@@ -38,9 +43,17 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, logger: loggin
     memo.tasks = [
         asyncio.create_task(http_server.serve(memo.config, namespace, memo.stopped)),
         asyncio.create_task(alias.poll_forever(memo.config, namespace, memo.stopped, peering)),
+        asyncio.create_task(sweep_forever(namespace, memo.stopped, logger)),
     ]
     logger.info("modelops operator started (MLflow %s, serving image %s, export image %s)",
                 redact_uri(memo.config.tracking_uri), memo.config.serving_image, memo.config.export.image)
+
+
+def filter_watches(settings: kopf.OperatorSettings) -> None:
+    """Have the API server filter the pod and Deployment watches by label: the handlers' `labels=` alone
+    are applied by kopf after every pod and Deployment of the cluster has streamed through the operator."""
+    for resource, selector in WATCH_SELECTORS.items():
+        settings.watching.label_selectors[resource] = selector
 
 
 @kopf.on.cleanup()
@@ -62,23 +75,33 @@ def forget_model_deployment(name: str, namespace: str, **_) -> None:
     metrics.forget(namespace, name)
 
 
-# serving pods only: export Jobs' pods carry the managed-by label too, and no readiness gate
-@kopf.on.event("", "v1", "pods", labels={"app.kubernetes.io/name": "modelops-serve",
-                                         "app.kubernetes.io/managed-by": "modelops-operator"})
+# serving pods only (the API server filters by WATCH_SELECTORS; labels= repeats it for kopf's own matching)
+@kopf.on.event(*PODS, labels=SERVING_POD_LABELS)
 async def admit_serving_pods(body, **_) -> None:
-    """Pods of the version already serving (HPA scale-ups, rescheduled pods, a restored last good
-    version) pass the readiness gate without new checks; a new version's pods wait for the reconcile."""
+    """Pods of the verified target (HPA scale-ups, rescheduled pods, a restored last good target) pass
+    the readiness gate without new checks; a new target's pods wait for the reconcile's checks."""
     if not gate.awaiting_gate(body):
         return
     meta = body["metadata"]
-    owner = await kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", meta["labels"]["app.kubernetes.io/instance"],
-                           meta["namespace"])
-    serving = ((owner or {}).get("status") or {}).get("modelVersion")
-    if serving is not None and gate.pod_version(body) == serving:
-        await gate.open_gate(body, "ServingVersion", f"version {serving} is the verified serving version")
+    name = meta["labels"]["app.kubernetes.io/instance"]
+    owner = await kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", name, meta["namespace"])
+    await gate.sweep(meta["namespace"], name, (owner or {}).get("status"))
 
 
-@kopf.on.event("apps", "v1", "deployments", labels={"app.kubernetes.io/managed-by": "modelops-operator"})
+async def sweep_forever(namespace: str | None, stopped: asyncio.Event, logger: logging.Logger) -> None:
+    """Every SWEEP_SECONDS, admit pods of verified targets that no event brought (gate.sweep_all)."""
+    while not stopped.is_set():
+        try:
+            await gate.sweep_all(namespace)
+        except Exception as exc:  # the API server blinked: the next round tries again
+            logger.warning("sweeping pods waiting at the readiness gate failed: %s", exc)
+        try:
+            await asyncio.wait_for(stopped.wait(), timeout=SWEEP_SECONDS)
+        except TimeoutError:
+            pass
+
+
+@kopf.on.event(*DEPLOYMENTS, labels=MANAGED_LABELS)
 async def mirror_replicas(body, **_) -> None:
     """Copy the Deployment's replica counts to its ModelDeployment (printer columns, scale)."""
     owners = [o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == "ModelDeployment"]

@@ -23,14 +23,22 @@ GRPC_LIVENESS_SERVICE = "liveness"
 RUN_AS_USER = 10001
 PRESTOP_SECONDS = 5
 MODEL_VERSION_ANNOTATION = "modelops.io/model-version"
+# ServingTarget.hash() of what the pod serves: the readiness gate lets a pod in unchecked only when
+# this equals the verified target's (status.lastGood.targetHash), never for the version alone
+TARGET_HASH_ANNOTATION = "modelops.io/target-hash"
 VERIFIED_GATE = "modelops.io/verified"
+
+
+MANAGED_LABELS = {"app.kubernetes.io/managed-by": "modelops-operator"}
+# every ModelDeployment's serving pods: an export Job's pods carry the managed-by label too, but no gate
+SERVING_POD_LABELS = {"app.kubernetes.io/name": "modelops-serve", **MANAGED_LABELS}
 
 
 def labels(name: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": "modelops-serve",
         "app.kubernetes.io/instance": name,
-        "app.kubernetes.io/managed-by": "modelops-operator",
+        **MANAGED_LABELS,
     }
 
 
@@ -39,7 +47,21 @@ def selector(name: str) -> dict[str, str]:
 
 
 def selector_string(name: str) -> str:
-    return ",".join(f"{k}={v}" for k, v in selector(name).items())
+    return _selector_string(selector(name))
+
+
+def _selector_string(match: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in match.items())
+
+
+def serving_pods_selector() -> str:
+    """SERVING_POD_LABELS, for the API server to filter the operator's pod watch and sweeps."""
+    return _selector_string(SERVING_POD_LABELS)
+
+
+def managed_selector() -> str:
+    """Everything the operator created, for the API server to filter the operator's Deployment watch."""
+    return _selector_string(MANAGED_LABELS)
 
 
 def _meta(name: str, namespace: str) -> dict[str, Any]:
@@ -57,6 +79,14 @@ def pod_security_context() -> dict[str, Any]:
     }
 
 
+def batching_enabled(spec: ModelDeploymentSpec) -> bool:
+    """Cross-request batching is off for dynamic-int8 exports whatever spec.serving.batching says: dynamic
+    quantization scales activations over the whole input tensor (DynamicQuantizeLinear), so in a shared
+    batch one client's answer would depend on the rows other clients sent. (The server also detects
+    such graphs itself; rendering it here makes the effective setting visible on the pod.)"""
+    return spec.serving.batching.enabled and spec.export.quantize != "dynamic-int8"
+
+
 def server_env(name: str, spec: ModelDeploymentSpec, target: ServingTarget) -> list[dict[str, Any]]:
     batching = spec.serving.batching
     env = {
@@ -68,7 +98,7 @@ def server_env(name: str, spec: ModelDeploymentSpec, target: ServingTarget) -> l
         "MODELOPS_PORT": str(HTTP_PORT),
         "MODELOPS_INTRA_OP_THREADS": str(spec.serving.threads),
         "MODELOPS_KEEP_ALIVE_SECONDS": str(spec.serving.keep_alive_seconds),
-        "MODELOPS_BATCHING": "true" if batching.enabled else "false",
+        "MODELOPS_BATCHING": "true" if batching_enabled(spec) else "false",
         "MODELOPS_MAX_BATCH_SIZE": str(batching.max_batch_size),
         "MODELOPS_MAX_BATCH_DELAY_MS": str(batching.max_delay_ms),
         "MODELOPS_GRPC": "true" if spec.serving.grpc.enabled else "false",
@@ -157,6 +187,7 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
                     "labels": labels(name),
                     "annotations": {
                         MODEL_VERSION_ANNOTATION: target.model_version,
+                        TARGET_HASH_ANNOTATION: target.hash(),
                         "modelops.io/model-sha256": target.sha256,
                         "prometheus.io/scrape": "true",
                         "prometheus.io/port": str(HTTP_PORT),

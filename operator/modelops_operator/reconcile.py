@@ -212,7 +212,7 @@ async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTar
     await apply_children(w, md, target)
     cases = smoke_cases(md, record)
     state = await wait_available(w.name, w.namespace, attempt["rolloutDeadline"], admit=_current(w, lambda: admit_pods(
-        w.name, w.namespace, target.model_version, cases, md.smoke)))
+        w.name, w.namespace, target, cases, md.smoke)))
     if state.rejected:  # a new pod answered wrongly before it took any traffic
         await _verification_failed(w, md, state.message)
         return False
@@ -282,8 +282,7 @@ async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evide
         md = md.model_copy(update={"serving": ServingSpec.model_validate(last_good.serving)})
     await apply_children(w, md, last_good)
     state = await wait_available(w.name, w.namespace, time.time() + md.rollout.progress_deadline_seconds,
-                                 admit=_current(w, lambda: admit_pods(w.name, w.namespace, last_good.model_version,
-                                                                      None, md.smoke)))
+                                 admit=_current(w, lambda: admit_pods(w.name, w.namespace, last_good, None, md.smoke)))
     if state.done:
         await w.mark("restored")
     await w.phase(

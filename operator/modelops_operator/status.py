@@ -10,7 +10,7 @@ import kopf
 
 from modelops_registry import redact_text
 
-from . import kube, machine, metrics
+from . import gate, kube, machine, metrics
 from .conditions import set_condition
 
 
@@ -66,6 +66,7 @@ class StatusWriter:
         if conditions:
             fields["conditions"] = self._set(conditions)
         await self.update(phase=phase, observedGeneration=self.generation, **fields)
+        await gate.sweep(self.namespace, self.name, self.status)  # pods that turned ready meanwhile
         kopf.event(self.body, type="Warning" if warning else "Normal", reason=reason, message=message)
         (self.logger.warning if warning else self.logger.info)(f"{phase}: {message}")
         metrics.set_phase(self.namespace, self.name, phase)

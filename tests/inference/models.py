@@ -155,3 +155,13 @@ def sample(datatype: str, rows: int, width: int = 2, seed: int = 0) -> np.ndarra
     values.flat[0] = info.min
     values.flat[-1] = info.max
     return values
+
+
+def quantized_mlp(path: Path, seed: int = 0) -> Path:
+    """`mlp` through onnxruntime's dynamic int8 quantization, as `spec.export.quantize: dynamic-int8`
+    exports: each MatMul's input is quantized with a scale computed over the whole tensor at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    plain = mlp(path.with_name(f"{path.stem}-float.onnx"), seed)
+    quantize_dynamic(str(plain), str(path), weight_type=QuantType.QInt8)
+    return path

@@ -157,6 +157,24 @@ def test_batching_returns_each_caller_its_own_rows_under_concurrency(tmp_path, m
     assert _sample(metrics, 'modelops_inference_batch_rows_bucket{le="32.0"') == runs
 
 
+def test_a_dynamically_quantized_model_answers_each_request_as_if_it_came_alone(tmp_path):
+    """DynamicQuantizeLinear scales the whole input tensor at once: in a shared batch, one client's rows
+    would change another's answer. The server detects such a graph and runs each request on its own."""
+    path = models.quantized_mlp(tmp_path / "int8.onnx")
+    alone = np.array([[0.1, -0.2, 0.3, 0.05]], np.float32)
+    loud = np.full((3, 4), 250.0, np.float32)  # another client's rows, far outside `alone`'s range
+    args = ("--model-uri", str(path), "--model-name", "mlp", "--max-batch-size", "32", "--max-batch-delay-ms", "20")
+    with serve(tmp_path, *args) as server:
+        server.wait_ready()
+        url = server.url + "/v2/models/mlp/infer"
+        expected = httpx.post(url, json=v2_body(alone)).json()["outputs"][0]["data"]
+        responses = asyncio.run(_concurrent_infer(url, [alone, loud] * 16, 32))
+    answers = [r.json()["outputs"][0]["data"] for r in responses[::2]]
+    assert all(a == expected for a in answers), f"{expected} alone, but in company: {answers[:3]}"
+    why = [x for x in server.log_lines() if x.get("event") == "batching_unsupported"]
+    assert why and "DynamicQuantizeLinear" in json.dumps(why[0]), server.log_lines()
+
+
 def _sample(text: str, prefix: str) -> float:
     [line] = [x for x in text.splitlines() if x.startswith(prefix)]
     return float(line.rsplit(" ", 1)[1])

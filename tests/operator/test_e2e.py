@@ -198,6 +198,50 @@ def test_a_version_that_fails_smoke_checks_is_rolled_back_while_the_old_one_serv
     assert status(namespace, "cancer")["attempt"] == st["attempt"]
 
 
+def gate_reasons(namespace: str, name: str, threads: str) -> list[str]:
+    """The readiness-gate reason of each running pod of `name` started with MODELOPS_INTRA_OP_THREADS."""
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={name}",
+                              "-o", "json").stdout)["items"]
+    reasons = []
+    for pod in pods:
+        env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+        if pod["metadata"].get("deletionTimestamp") or env.get("MODELOPS_INTRA_OP_THREADS") != threads:
+            continue
+        gate = [c for c in pod["status"].get("conditions", []) if c["type"] == "modelops.io/verified"]
+        reasons.append(gate[0].get("reason") if gate else None)
+    return reasons
+
+
+def test_a_serving_change_that_keeps_the_version_is_smoke_checked_at_the_gate(operator, namespace, versions):
+    """Only pods of the verified target skip the checks: new serving settings are a new target."""
+    apply(namespace, manifest("threads", model={"version": versions["v1"]}))
+    assert wait_settled(namespace, "threads", versions["v1"])["phase"] == "Ready"
+    edited = manifest("threads", model={"version": versions["v1"]})
+    edited["spec"]["serving"]["threads"] = 2
+    apply(namespace, edited)
+    st = wait_settled(namespace, "threads", versions["v1"])
+    assert st["phase"] == "Ready", st
+    assert st["lastGood"]["serving"]["threads"] == 2
+    reasons = gate_reasons(namespace, "threads", "2")
+    assert reasons and set(reasons) == {"ChecksPassed"}, reasons
+    dep = kget("deployment", "threads", namespace)
+    assert dep["spec"]["template"]["metadata"]["annotations"]["modelops.io/target-hash"] == st["lastGood"]["targetHash"]
+
+
+def test_a_pod_of_the_verified_target_waiting_at_the_gate_is_let_in_without_checks(operator, namespace):
+    """The operator's pod watch (filtered by the API server) or its periodic sweep re-admits it."""
+    pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=threads",
+                              "-o", "json").stdout)["items"]
+    pod = next(p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp"))
+    kubectl("patch", "pod", pod, "-n", namespace, "--subresource=status", "--type=strategic", "-p", json.dumps(
+        {"status": {"conditions": [{"type": "modelops.io/verified", "status": "False", "reason": "Test"}]}}))
+    started = time.monotonic()
+    wait_until(f"{pod} to be admitted again", lambda: gate_reasons(namespace, "threads", "2") == ["VerifiedTarget"],
+               timeout=60)
+    print(f"re-admitted after {time.monotonic() - started:.1f}s")
+    kubectl("delete", "modeldeployment", "threads", "-n", namespace, "--wait=false")
+
+
 def test_a_missing_version_fails_naming_it_and_creates_nothing(operator, namespace):
     apply(namespace, manifest("ghost", model={"version": "999"}))
     st = wait_settled(namespace, "ghost")

@@ -133,3 +133,27 @@ def test_the_keep_alive_reaches_the_server_defaulting_above_ingress_upstream_kee
 
     assert keep_alive(spec()) == "75"
     assert keep_alive(spec(serving={"keepAliveSeconds": 120})) == "120"
+
+
+def test_each_pod_carries_its_targets_hash_so_the_gate_can_tell_targets_apart():
+    dep = manifests.deployment("md", "ns", spec(), TARGET)
+    assert dep["spec"]["template"]["metadata"]["annotations"][manifests.TARGET_HASH_ANNOTATION] == TARGET.hash()
+
+
+def test_batching_is_rendered_off_for_dynamic_int8_exports_whatever_the_spec_says():
+    def batching(md):
+        env = {e["name"]: e["value"] for e in manifests.server_env("md", md, TARGET)}
+        return env["MODELOPS_BATCHING"]
+
+    assert batching(spec()) == "true"
+    assert batching(spec(export={"quantize": "dynamic-int8"})) == "false"
+    assert batching(spec(serving={"batching": {"enabled": False}})) == "false"
+
+
+def test_the_watches_ask_the_api_server_for_serving_pods_and_managed_objects_only():
+    assert manifests.serving_pods_selector() == (
+        "app.kubernetes.io/name=modelops-serve,app.kubernetes.io/managed-by=modelops-operator")
+    assert manifests.managed_selector() == "app.kubernetes.io/managed-by=modelops-operator"
+    pod_labels = manifests.deployment("md", "ns", spec(), TARGET)["spec"]["template"]["metadata"]["labels"]
+    for selector in (manifests.serving_pods_selector(), manifests.managed_selector()):
+        assert all(pod_labels[k] == v for k, v in (term.split("=") for term in selector.split(",")))
