@@ -11,7 +11,9 @@ does, but watching only the benchmark's own namespace), this measures
      verifiedAt; so resolve = startedAt - apply, export = exportedAt - startedAt,
      rollout = availableAt - exportedAt, smoke = verifiedAt - availableAt, and total = apply until
      a watch on the ModelDeployment delivers phase Ready.
-  2. a version that answers NaN (sabotage="nan") applied over a Ready one: from the failed smoke check
+  2. (and 2b: an edit while a version that can never become available rolls out, -> the edit's
+     attempt starting, target < 5 s)
+     a version that answers NaN (sabotage="nan") applied over a Ready one: from the failed smoke check
      (the watch delivering Verified=False/VerificationFailed; conditions' lastTransitionTime has
      1 s resolution) to status.attempt.restoredAt (the last good version Available again), while a
      client sends a request through the Service every 50 ms (a new connection each, so kube-proxy
@@ -67,6 +69,7 @@ SETTLED = ("Ready", "RolledBack", "Failed")
 BUSY = ("pytest tests/charts", "pytest tests/operator")
 TARGET_READY_S = 60.0
 TARGET_ROLLBACK_S = 15.0
+TARGET_SUPERSEDE_S = 5.0  # issue 12: an edit supersedes a running attempt within 5 s
 TARGET_OPERATOR_IMAGE_MB = 400.0  # the slim control plane: no torch, no exporter (issue 11)
 TARGET_OPERATOR_RSS_MIB = 150.0
 IMAGES = ("modelops/operator:dev", "modelops/training:dev", "modelops/inference:dev")
@@ -467,6 +470,37 @@ def failed_check_to_old_serving(custom, watcher: Watcher, namespace: str, name: 
     return results
 
 
+def superseded_edit(custom, watcher: Watcher, namespace: str, name: str, model: str, good: str,
+                    runs: int) -> list[dict]:
+    """Section 2b: a version that can never become available (an image no node has) is rolling out
+    with a 600 s progress deadline; the user edits the spec back to a servable one. Measured: the edit
+    -> the watch delivering the new attempt (observedGeneration of the edit), and -> Ready."""
+    results = []
+    for i in range(runs):
+        stuck = manifest(f"{name}-{i + 1}", model, good)
+        stuck["spec"]["serving"] = {"image": "modelops/never-pulled:none", "imagePullPolicy": "Never"}
+        stuck["spec"]["rollout"] = {"progressDeadlineSeconds": 600}
+        t0 = time.time()
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, stuck)
+        watcher.wait_for(stuck["metadata"]["name"], lambda o: (o.get("status") or {}).get("phase") == "RollingOut",
+                         t0, 300, "the stuck version rolling out")
+        time.sleep(3)
+        t_edit = time.time()
+        obj = custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, stuck["metadata"]["name"], {
+            "spec": {"serving": {"image": None}, "rollout": {"progressDeadlineSeconds": 120}}})
+        gen = obj["metadata"]["generation"]
+        t_new, _ = watcher.wait_for(stuck["metadata"]["name"],
+                                    lambda o, gen=gen: (o.get("status") or {}).get("observedGeneration") == gen,
+                                    t_edit, 120, "the edit's attempt")
+        t_ready, obj = watcher.wait_for(stuck["metadata"]["name"], settled_at(gen), t_edit, 300, "the edit settled")
+        row = {"run": i + 1, "phase": obj["status"]["phase"], "edit_to_new_attempt_s": round(t_new - t_edit, 2),
+               "edit_to_settled_s": round(t_ready - t_edit, 2)}
+        log(f"  run {i + 1}: edit -> new attempt {row['edit_to_new_attempt_s']} s, -> {row['phase']} "
+            f"{row['edit_to_settled_s']} s")
+        results.append(row)
+    return results
+
+
 # --- 3. operator cost at idle ----------------------------------------------------------------------
 
 def idle_cost(registry: dict, tmp: Path, model: str, count: int, window: float, alias_poll: int,
@@ -580,6 +614,14 @@ def summarize(report: dict) -> list[dict]:
         out.append({"measurement": "requests failed / answered by the broken version (50 ms client)",
                     "runs": len(rb), "result": f"{failed} / {broken} of {sent}", "target": "0 / 0",
                     "verdict": "PASS" if failed == 0 and broken == 0 else "MISS"})
+    sup = report.get("superseded")
+    if sup:
+        times = [r["edit_to_new_attempt_s"] for r in sup]
+        ok = max(times) < TARGET_SUPERSEDE_S and all(r["phase"] == "Ready" for r in sup)
+        out.append({"measurement": "edit during a stuck rollout -> the edit's attempt starts", "runs": len(sup),
+                    "result": f"median {statistics.median(times):.2f} s, max {max(times):.2f} s; then Ready in "
+                              f"median {_med(sup, 'edit_to_settled_s')} s",
+                    "target": f"< {TARGET_SUPERSEDE_S:.0f} s", "verdict": "PASS" if ok else "MISS"})
     for image, mb in (report.get("images") or {}).items():
         slim = image.startswith("modelops/operator")
         out.append({"measurement": f"image size {image}", "runs": 1,
@@ -688,6 +730,12 @@ def bench(args: argparse.Namespace, report: dict, stack: contextlib.ExitStack, t
         report["failed_check"] = failed_check_to_old_serving(custom, watcher, namespace, "rollback", bc, good[0],
                                                              broken, args.runs)
         sections["failed_check"].append(time.time())
+
+        # 2b. an edit supersedes a rollout that cannot finish
+        log("edit during a stuck rollout")
+        sections["superseded"] = [time.time()]
+        report["superseded"] = superseded_edit(custom, watcher, namespace, "stuck", bc, good[0], args.runs)
+        sections["superseded"].append(time.time())
         _, rss, hwm = proc_stat(op.proc.pid)
         exported = sum(r["export"] == "first" for rows in report["apply_to_ready"].values() for r in rows)
         report["operator_after_rollouts"] = {"rss_mib": round(rss / 2**20, 1), "peak_rss_mib": round(hwm / 2**20, 1),
