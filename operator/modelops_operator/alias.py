@@ -20,13 +20,11 @@ from modelops_registry import redact_uri
 
 from . import kube
 from .config import OperatorConfig
+from .machine import ALIAS_VERSION_ANNOTATION
 from .peering import Peering, active
 from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_version
 from .spec import ModelRef
 
-# Not under modelops.io/: kopf leaves its own storage prefix out of the diff, and a change there
-# would never reach the update handler.
-ALIAS_VERSION_ANNOTATION = "alias.modelops.io/version"
 # Lookups in flight at once: enough that one slow MLflow does not hold up the others, few enough
 # that a poll cycle over many aliases does not flood the registry (or the operator's threads).
 POLL_CONCURRENCY = 4

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 SETTLED = frozenset({"Ready", "RolledBack", "Failed"})
+# Where the poller and the webhook record an alias's current version. Not under modelops.io/: kopf
+# leaves its own storage prefix out of the diff, and a change there would never reach the update handler.
 ALIAS_VERSION_ANNOTATION = "alias.modelops.io/version"
 
 # (phase, event) -> next phase. "settle" ends an attempt that shipped nothing: RolledBack while a
