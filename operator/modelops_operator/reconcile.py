@@ -26,11 +26,11 @@ from modelops_registry import ExportRecord, ResolvedVersion
 from . import exporting, exports, kube, metrics, ownership
 from .config import OperatorConfig
 from .gate import admit_pods
-from .manifests import absent_kinds, children, endpoint_url, selector_string
+from .manifests import absent_kinds, children, endpoint_url, selector_string, with_ingress_host
 from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_model
 from .rollout import failing_pods_evidence, wait_available
 from .smoke import cases_from_export, cases_from_spec, run_smoke
-from .spec import ModelDeploymentSpec, ServingSpec
+from .spec import InvalidSpec, ModelDeploymentSpec, ServingSpec
 from .status import StatusWriter
 from .target import ServingTarget
 
@@ -68,6 +68,14 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
                 f"spec.model.trackingUri {md.model.tracking_uri} is not an MLflow server this operator may contact: "
                 f"use its own ({config.tracking_uri}) or add the URI to the chart value "
                 f"operator.allowedTrackingUris (MODELOPS_ALLOWED_TRACKING_URIS)"))
+        return
+    try:
+        md = with_ingress_host(w.name, w.namespace, md, config.ingress_domain)
+    except InvalidSpec as exc:
+        key = f"g{w.generation}-invalid"
+        if not _settled(w, key):
+            await w.update(attempt={"key": key})
+            await _give_up(w, "InvalidSpec", str(exc))
         return
     # where pods reach MLflow: the spec's server, else the operator's (as pods see it)
     pod_tracking_uri = exports.strip_userinfo(md.model.tracking_uri or config.mlflow_proxy_uri or config.tracking_uri)

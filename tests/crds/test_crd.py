@@ -57,3 +57,16 @@ def test_crd_names_and_subresources():
     assert version["subresources"]["scale"]["specReplicasPath"] == ".spec.replicas"
     columns = [c["name"] for c in version["additionalPrinterColumns"]]
     assert columns == ["Model", "Version", "Phase", "Ready", "URL", "Age"]
+
+
+def test_the_crd_reserves_exactly_the_env_names_the_operator_sets():
+    import re
+
+    from modelops_operator.manifests import RESERVED_ENV
+
+    _, root = schema()
+    env = root["properties"]["spec"]["properties"]["serving"]["properties"]["env"]
+    (rule,) = env["x-kubernetes-validations"]
+    assert set(re.findall(r"'([A-Z0-9_]+)'", rule["rule"])) == RESERVED_ENV
+    assert set(re.findall(r"[A-Z][A-Z0-9_]+[A-Z0-9]", rule["message"])) == RESERVED_ENV
+    assert env["x-kubernetes-list-type"] == "map" and env["x-kubernetes-list-map-keys"] == ["name"]
