@@ -36,6 +36,8 @@ def _rules(prop: dict) -> str:
             parts.append(f"≤{prop['maximum']}")
     if "pattern" in prop:
         parts.append(f"pattern `{prop['pattern']}`")
+    if prop.get("x-kubernetes-list-type") == "map":
+        parts.append("one entry per " + ", ".join(f"`{k}`" for k in prop.get("x-kubernetes-list-map-keys", [])))
     parts += [rule["message"] for rule in prop.get("x-kubernetes-validations", [])]
     return "; ".join(p for p in parts if p)
 
@@ -62,6 +64,9 @@ def render() -> str:
         "| field | type | required | default | validation | description |",
         "|---|---|---|---|---|---|",
     ]
+    # the rules on the object itself are about metadata.name, the one metadata field CEL may read
+    lines.append(f"| `metadata.name` | string | yes |  | {_rules(schema)} | Names every child (Deployment, "
+                 "Service, HPA, PDB, Ingress) as it is. |")
     for section in ("spec", "status"):
         part = schema["properties"][section]
         lines += rows(part["properties"], part.get("required", []), section)

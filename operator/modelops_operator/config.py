@@ -25,6 +25,8 @@ class OperatorConfig:
     max_concurrent_exports: int = 2
     export_network_policy: bool = True
     allowed_tracking_uris: tuple[str, ...] = ()
+    # The default Ingress host is <name>.<namespace>.<ingress_domain>; None: every Ingress needs a host.
+    ingress_domain: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -47,6 +49,7 @@ class OperatorConfig:
             export_network_policy=_flag(env.get("MODELOPS_EXPORT_NETWORK_POLICY"), True),
             allowed_tracking_uris=tuple(u.strip() for u in env.get("MODELOPS_ALLOWED_TRACKING_URIS", "").split(",")
                                         if u.strip()),
+            ingress_domain=env.get("MODELOPS_INGRESS_DOMAIN", "").strip().strip(".") or None,
         )
 
     def allows(self, tracking_uri: str | None) -> bool:

@@ -38,20 +38,27 @@ def _resource(api_version: str, kind: str):
     return _dynamic().resources.get(api_version=api_version, kind=kind)
 
 
-async def apply(obj: dict[str, Any]) -> dict[str, Any]:
-    """Server-side apply as the operator's field manager, taking over conflicting fields."""
+class Invalid(Exception):
+    """The API server rejected an object (422): its message names the field."""
+
+
+async def apply(obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+    """Server-side apply as the operator's field manager, taking over conflicting fields of an object
+    that is already ours (ownership.claim checks that first). Raises Invalid when the API server
+    rejects the object (a bad resource quantity, an env entry it refuses). `dry_run`: validated and
+    admitted by the server, not stored."""
 
     def call():
         res = _resource(obj["apiVersion"], obj["kind"])
-        return _dynamic().server_side_apply(
-            res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True
-        ).to_dict()
+        try:
+            return _dynamic().server_side_apply(
+                res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True,
+                dry_run="All" if dry_run else None,
+            ).to_dict()
+        except UnprocessibleEntityError as exc:
+            raise Invalid(_invalid_message(exc)) from exc
 
     return await asyncio.to_thread(call)
-
-
-class Invalid(Exception):
-    """The API server rejected an object (422): its message names the field."""
 
 
 def _invalid_message(exc: UnprocessibleEntityError) -> str:
@@ -96,12 +103,16 @@ async def list_objects(api_version: str, kind: str, namespace: str | None, label
     return await asyncio.to_thread(call)
 
 
-async def delete(api_version: str, kind: str, name: str, namespace: str) -> bool:
+async def delete(api_version: str, kind: str, name: str, namespace: str, uid: str | None = None) -> bool:
+    """Delete by name; with `uid`, only that very object (a precondition: a same-named replacement made
+    meanwhile is left alone). False when it is gone, or was replaced."""
+
     def call():
+        body = {"preconditions": {"uid": uid}} if uid else None
         try:
-            _resource(api_version, kind).delete(name=name, namespace=namespace)
+            _resource(api_version, kind).delete(name=name, namespace=namespace, body=body)
             return True
-        except NotFoundError:
+        except (NotFoundError, ConflictError):  # gone, or the precondition failed (409): not ours now
             return False
 
     return await asyncio.to_thread(call)

@@ -38,6 +38,7 @@ ANY_PHASE: dict[str, str] = {
     "NewAttempt": "Exporting",
     "VersionNotFound": "settle",
     "TrackingUriNotAllowed": "settle",
+    "InvalidSpec": "settle",  # also before any export: no Ingress host can be chosen
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .spec import ModelDeploymentSpec
+from .spec import InvalidSpec, ModelDeploymentSpec
 from .target import ServingTarget
 
 HTTP_PORT = 8080
@@ -87,6 +87,31 @@ def batching_enabled(spec: ModelDeploymentSpec) -> bool:
     return spec.serving.batching.enabled and spec.export.quantize != "dynamic-int8"
 
 
+# Every variable server_env may set: the CRD refuses them in spec.serving.env (tests/crds checks that
+# its list equals this set). Exactly these, not all of MODELOPS_*: the server reads every flag from a
+# MODELOPS_<FLAG> variable, and the ones the operator leaves alone (MODELOPS_LOG_LEVEL,
+# MODELOPS_MAX_QUEUE_DEPTH, ...) are the user's to tune.
+RESERVED_ENV = frozenset({
+    "MODELOPS_MODEL_URI", "MODELOPS_MODEL_NAME", "MODELOPS_MODEL_VERSION", "MODELOPS_MODEL_SHA256",
+    "MODELOPS_MODEL_DIR", "MODELOPS_PORT", "MODELOPS_INTRA_OP_THREADS", "MODELOPS_BATCHING",
+    "MODELOPS_MAX_BATCH_SIZE", "MODELOPS_MAX_BATCH_DELAY_MS", "MODELOPS_GRPC", "MODELOPS_GRPC_PORT",
+    "MODELOPS_KEEP_ALIVE_SECONDS",
+    "MLFLOW_TRACKING_URI",
+})
+
+
+def merged_env(ours: list[dict[str, Any]], theirs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ours, then the user's, one entry per name. A reserved name is dropped (the CRD refuses it, but an
+    object stored before that rule must still not point the server at another model or registry); of a
+    user's repeated name the last wins, as the kubelet would have it."""
+    taken = RESERVED_ENV | {e["name"] for e in ours}
+    extra: dict[str, dict[str, Any]] = {}
+    for entry in theirs:
+        if entry.get("name") not in taken:
+            extra[entry.get("name")] = entry
+    return ours + list(extra.values())
+
+
 def server_env(name: str, spec: ModelDeploymentSpec, target: ServingTarget) -> list[dict[str, Any]]:
     batching = spec.serving.batching
     env = {
@@ -107,7 +132,7 @@ def server_env(name: str, spec: ModelDeploymentSpec, target: ServingTarget) -> l
         env["MODELOPS_GRPC_PORT"] = str(GRPC_PORT)
     if target.tracking_uri:
         env["MLFLOW_TRACKING_URI"] = target.tracking_uri
-    return [{"name": k, "value": v} for k, v in env.items()] + list(spec.serving.env)
+    return merged_env([{"name": k, "value": v} for k, v in env.items()], list(spec.serving.env))
 
 
 def _credentials(spec: ModelDeploymentSpec) -> dict[str, Any]:
@@ -250,6 +275,30 @@ def hpa(name: str, namespace: str, spec: ModelDeploymentSpec) -> dict[str, Any] 
     }
 
 
+def ingress_host(name: str, namespace: str, spec: ModelDeploymentSpec, domain: str | None) -> str | None:
+    """The Ingress's host: the spec's, else <name>.<namespace>.<domain>. Never none at all: a rule
+    without a host matches every host, so same-named ModelDeployments of two namespaces would collide
+    on a shared ingress controller. None when the spec asks for no Ingress."""
+    if not spec.ingress:
+        return None
+    if spec.ingress.host:
+        return spec.ingress.host
+    if not domain:
+        raise InvalidSpec(
+            "spec.ingress.host is not set and the operator has no ingress domain for the default "
+            "<name>.<namespace>.<domain>: set spec.ingress.host, or the chart value operator.ingressDomain "
+            "(MODELOPS_INGRESS_DOMAIN)")
+    return f"{name}.{namespace}.{domain}"
+
+
+def with_ingress_host(name: str, namespace: str, spec: ModelDeploymentSpec, domain: str | None) -> ModelDeploymentSpec:
+    """The spec with its Ingress host filled in, so the Ingress, its TLS hosts and the status URL agree."""
+    host = ingress_host(name, namespace, spec, domain)
+    if host is None or host == spec.ingress.host:
+        return spec
+    return spec.model_copy(update={"ingress": spec.ingress.model_copy(update={"host": host})})
+
+
 def ingress(name: str, namespace: str, spec: ModelDeploymentSpec) -> dict[str, Any] | None:
     if not spec.ingress:
         return None
@@ -313,6 +362,7 @@ def absent_kinds(spec: ModelDeploymentSpec) -> list[str]:
 
 
 def endpoint_url(name: str, namespace: str, spec: ModelDeploymentSpec) -> str:
+    """Where clients call the model; for a spec filled by with_ingress_host, the host it serves."""
     if spec.ingress:
         scheme = "https" if spec.ingress.tls and spec.ingress.tls.secret_name else "http"
         host = spec.ingress.host or "<ingress-address>"

@@ -24,14 +24,14 @@ import kopf
 
 from modelops_registry import ExportRecord, ResolvedVersion
 
-from . import exporting, exports, kube, machine, metrics
+from . import exporting, exports, kube, machine, metrics, ownership
 from .config import OperatorConfig
 from .gate import admit_pods
-from .manifests import absent_kinds, children, endpoint_url, selector_string
+from .manifests import absent_kinds, children, endpoint_url, selector_string, with_ingress_host
 from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_model
 from .rollout import failing_pods_evidence, wait_available
 from .smoke import cases_from_export, cases_from_spec, run_smoke
-from .spec import ModelDeploymentSpec, ServingSpec
+from .spec import InvalidSpec, ModelDeploymentSpec, ServingSpec
 from .status import StatusWriter, Superseded
 from .target import ServingTarget
 
@@ -70,6 +70,11 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
             f"spec.model.trackingUri {md.model.tracking_uri} is not an MLflow server this operator may contact: "
             f"use its own ({config.tracking_uri}) or add the URI to the chart value "
             f"operator.allowedTrackingUris (MODELOPS_ALLOWED_TRACKING_URIS)"))
+        return
+    try:
+        md = with_ingress_host(w.name, w.namespace, md, config.ingress_domain)
+    except InvalidSpec as exc:
+        await _end_before_export(w, "invalid", "InvalidSpec", str(exc))
         return
     # where pods reach MLflow: the spec's server, else the operator's (as pods see it)
     pod_tracking_uri = exports.strip_userinfo(md.model.tracking_uri or config.mlflow_proxy_uri or config.tracking_uri)
@@ -176,14 +181,23 @@ def _json_safe(value: Any) -> Any:
 
 
 async def apply_children(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget) -> None:
-    """Server-side apply every child (owned by the ModelDeployment), then replicas, then prune."""
+    """Server-side apply every child (owned by the ModelDeployment), then replicas, then prune.
+
+    Raises ownership.NotOurs (before anything is applied) when a child's name is taken by an object
+    this ModelDeployment does not control, and kube.Invalid when the API server rejects a child."""
+    objs = children(w.name, w.namespace, md, target)
+    uid = w.body["metadata"]["uid"]
+    await ownership.claim(objs, uid)
     existed = await kube.get("apps/v1", "Deployment", w.name, w.namespace) is not None
-    for obj in children(w.name, w.namespace, md, target):
+    for obj in objs:
         kopf.adopt(obj, owner=w.body)
+    for obj in objs:  # all accepted before any is stored: a rejected Ingress never half-ships a version
+        await kube.apply(obj, dry_run=True)
+    for obj in objs:
         await kube.apply(obj)
     await _scale(w, md, fresh=not existed)
     for kind in absent_kinds(md):
-        await kube.delete(_KINDS[kind], kind, w.name, w.namespace)
+        await ownership.delete_owned(_KINDS[kind], kind, w.name, w.namespace, uid)
 
 
 async def _scale(w: StatusWriter, md: ModelDeploymentSpec, fresh: bool) -> None:
@@ -209,7 +223,15 @@ async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTar
         attempt = {**attempt, "rolloutDeadline": time.time() + md.rollout.progress_deadline_seconds}
         await w.update(attempt=attempt)
     started = time.monotonic()
-    await apply_children(w, md, target)
+    try:
+        await apply_children(w, md, target)
+    except ownership.NotOurs as exc:
+        await _give_up(w, "Conflict", str(exc))
+        return False
+    except kube.Invalid as exc:
+        await _give_up(w, "InvalidSpec", f"the API server rejected version {target.model_version}'s "
+                                         f"children: {exc}; fix the ModelDeployment's spec")
+        return False
     cases = smoke_cases(md, record)
     state = await wait_available(w.name, w.namespace, attempt["rolloutDeadline"], admit=_current(w, lambda: admit_pods(
         w.name, w.namespace, target, cases, md.smoke)))
@@ -270,7 +292,8 @@ async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evide
     await w.mark("failed")
     last_good = ServingTarget.from_status(w.status.get("lastGood"))
     if last_good is None:
-        await kube.delete("autoscaling/v2", "HorizontalPodAutoscaler", w.name, w.namespace)
+        await ownership.delete_owned("autoscaling/v2", "HorizontalPodAutoscaler", w.name, w.namespace,
+                                     w.body["metadata"]["uid"])
         await kube.merge_patch("apps/v1", "Deployment", w.name, w.namespace, {"spec": {"replicas": 0}})
         await w.update(appliedReplicas=0)
         await _give_up(w, reason, f"{evidence}\nno earlier good version: scaled to zero")

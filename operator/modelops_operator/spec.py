@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 
+class InvalidSpec(ValueError):
+    """A spec the API server accepted but the operator cannot act on; the message names the field and the fix."""
+
+
 class _Camel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore", frozen=True)
 

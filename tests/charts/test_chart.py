@@ -90,6 +90,7 @@ def test_default_install_is_a_working_stack():
     assert (env["MODELOPS_MAX_CONCURRENT_EXPORTS"], env["MODELOPS_EXPORT_DEADLINE_SECONDS"],
             env["MODELOPS_EXPORT_TTL_SECONDS"], env["MODELOPS_EXPORT_NETWORK_POLICY"]) == ("2", "900", "3600", "true")
     assert env["MODELOPS_ALIAS_POLL_SECONDS"] == "30"
+    assert env["MODELOPS_INGRESS_DOMAIN"] == "modelops.localhost"
     assert (env["MODELOPS_API_PORT"], env["MODELOPS_HEALTH_PORT"]) == ("8081", "8080")
     # only its own tracking URI allowed; MLflow without auth: no credentials
     unset = {"MODELOPS_WATCH_NAMESPACE", "MODELOPS_PEERING", "MODELOPS_PRIORITY", "MODELOPS_WEBHOOK_SECRET",

@@ -84,3 +84,16 @@ def test_the_servers_defaults_equal_the_crds_serving_defaults(field, option):
     serving = schema()[1]["properties"]["spec"]["properties"]["serving"]["properties"]
     ours = ServerConfig.__dataclass_fields__[option].default
     assert ours == crd_default(serving, field), f"modelops-serve {option}={ours!r} != CRD spec.serving.{field}"
+
+
+def test_the_crd_reserves_exactly_the_env_names_the_operator_sets():
+    import re
+
+    from modelops_operator.manifests import RESERVED_ENV
+
+    _, root = schema()
+    env = root["properties"]["spec"]["properties"]["serving"]["properties"]["env"]
+    (rule,) = env["x-kubernetes-validations"]
+    assert set(re.findall(r"'([A-Z0-9_]+)'", rule["rule"])) == RESERVED_ENV
+    assert set(re.findall(r"[A-Z][A-Z0-9_]+[A-Z0-9]", rule["message"])) == RESERVED_ENV
+    assert env["x-kubernetes-list-type"] == "map" and env["x-kubernetes-list-map-keys"] == ["name"]

@@ -140,8 +140,14 @@ class Operator:
 
 
 @pytest.fixture(scope="module")
-def operator(registry, versions, namespace, tmp_path_factory):
-    op = Operator(registry, tmp_path_factory.mktemp("operator"), MODELOPS_WATCH_NAMESPACE=namespace)
+def operator_env() -> dict[str, str]:
+    """Extra environment for the module's operator; a module overrides this to configure it."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def operator(registry, versions, namespace, tmp_path_factory, operator_env):
+    op = Operator(registry, tmp_path_factory.mktemp("operator"), MODELOPS_WATCH_NAMESPACE=namespace, **operator_env)
     op.start()
     yield op
     op.stop()

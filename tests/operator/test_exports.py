@@ -231,3 +231,8 @@ def test_a_job_that_failed_before_this_attempt_is_not_inherited():
     assert not exports.failed_before(failed, t - 60)  # failed during this attempt: its evidence
     assert not exports.failed_before({"status": {}}, t + 60)
     assert not exports.failed_before(failed, None)
+
+
+def test_the_ingress_domain_comes_from_the_environment_without_surrounding_dots():
+    assert config(MODELOPS_INGRESS_DOMAIN=" modelops.localhost. ").ingress_domain == "modelops.localhost"
+    assert config().ingress_domain is None and config(MODELOPS_INGRESS_DOMAIN="").ingress_domain is None

@@ -1,5 +1,7 @@
+import pytest
+
 from modelops_operator import manifests
-from modelops_operator.spec import ModelDeploymentSpec
+from modelops_operator.spec import InvalidSpec, ModelDeploymentSpec
 from modelops_operator.target import ServingTarget
 
 TARGET = ServingTarget("3", "runs:/abc/onnx/model.onnx", "f" * 64, "local/modelops-inference:dev", "http://mlflow:5000")
@@ -157,3 +159,49 @@ def test_the_watches_ask_the_api_server_for_serving_pods_and_managed_objects_onl
     pod_labels = manifests.deployment("md", "ns", spec(), TARGET)["spec"]["template"]["metadata"]["labels"]
     for selector in (manifests.serving_pods_selector(), manifests.managed_selector()):
         assert all(pod_labels[k] == v for k, v in (term.split("=") for term in selector.split(",")))
+
+
+def test_env_names_are_unique_and_the_operators_own_cannot_be_overridden():
+    """The CRD refuses duplicates and reserved names; an object stored before those rules must still
+    not point the server at another model or registry."""
+    user = [{"name": "EXTRA", "value": "1"}, {"name": "MODELOPS_MODEL_URI", "value": "s3://elsewhere"},
+            {"name": "MLFLOW_TRACKING_URI", "value": "http://evil"}, {"name": "EXTRA", "value": "2"},
+            {"name": "MODELOPS_GRPC_PORT", "value": "9"}]
+    dep = manifests.deployment("md", "ns", spec(serving={"env": user, "grpc": {"enabled": False}}), TARGET)
+    env = dep["spec"]["template"]["spec"]["containers"][0]["env"]
+    names = [e["name"] for e in env]
+    assert len(names) == len(set(names)), names
+    values = {e["name"]: e.get("value") for e in env}
+    assert values["MODELOPS_MODEL_URI"] == TARGET.model_uri
+    assert values["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert values["EXTRA"] == "2"  # of a repeated name the last wins, as the kubelet would have it
+    assert "MODELOPS_GRPC_PORT" not in values  # reserved even when gRPC is off
+
+
+def test_every_env_name_the_operator_sets_is_reserved():
+    on = manifests.server_env("md", spec(), TARGET)
+    assert {e["name"] for e in on} <= manifests.RESERVED_ENV
+    assert "MODELOPS_GRPC_PORT" in {e["name"] for e in on} and "MLFLOW_TRACKING_URI" in {e["name"] for e in on}
+
+
+def test_an_ingress_without_a_host_is_named_after_the_modeldeployment_and_namespace():
+    """A bare `/` rule would route every namespace's same-named endpoint through one shared controller."""
+    host = manifests.ingress_host("md", "team-a", spec(ingress={}), "modelops.localhost")
+    assert host == "md.team-a.modelops.localhost"
+    filled = manifests.with_ingress_host("md", "team-a", spec(ingress={"path": "/m"}), "modelops.localhost")
+    assert manifests.ingress("md", "team-a", filled)["spec"]["rules"][0]["host"] == "md.team-a.modelops.localhost"
+    assert manifests.endpoint_url("md", "team-a", filled) == "http://md.team-a.modelops.localhost/m/v2/models/md"
+
+
+def test_a_given_ingress_host_wins_over_the_domain_and_no_ingress_needs_none():
+    assert manifests.ingress_host("md", "ns", spec(ingress={"host": "m.example.com"}), "modelops.localhost") == \
+        "m.example.com"
+    assert manifests.ingress_host("md", "ns", spec(ingress={"host": "m.example.com"}), None) == "m.example.com"
+    assert manifests.ingress_host("md", "ns", spec(), None) is None
+    assert manifests.with_ingress_host("md", "ns", spec(), None) == spec()
+
+
+def test_an_ingress_without_a_host_or_a_domain_is_an_invalid_spec_naming_both_fixes():
+    with pytest.raises(InvalidSpec) as exc:
+        manifests.ingress_host("md", "ns", spec(ingress={}), None)
+    assert "spec.ingress.host" in str(exc.value) and "operator.ingressDomain" in str(exc.value)
