@@ -24,6 +24,10 @@ RUN_AS_USER = 10001
 PRESTOP_SECONDS = 5
 MODEL_VERSION_ANNOTATION = "modelops.io/model-version"
 VERIFIED_GATE = "modelops.io/verified"
+# The Deployment controller's "no deadline" value. Its own deadline would count the time pods wait at
+# the readiness gate (not Ready, so no progress to it) and the operator's downtime against a healthy
+# version; the operator keeps spec.rollout.progressDeadlineSeconds itself, from its observations (rollout.py).
+NO_KUBERNETES_DEADLINE = 2**31 - 1
 
 
 def labels(name: str) -> dict[str, str]:
@@ -142,7 +146,7 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
         "metadata": _meta(name, namespace),
         "spec": {
             "selector": {"matchLabels": selector(name)},
-            "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+            "progressDeadlineSeconds": NO_KUBERNETES_DEADLINE,
             "revisionHistoryLimit": 5,
             "strategy": {
                 "type": "RollingUpdate",

@@ -247,6 +247,41 @@ def test_alias_move_rolls_forward(operator, namespace, versions, registry):
     assert st["phase"] == "Ready" and st["modelVersion"] == versions["v2"], st
 
 
+def test_a_rollout_longer_than_its_deadline_that_keeps_progressing_becomes_ready(operator, namespace, versions):
+    """progressDeadlineSeconds bounds the time without progress, not the rollout: four replicas replaced
+    one at a time (maxSurge 1) take longer than 20 s in all, but each new pod is progress."""
+    rollout = {"maxSurge": 1, "maxUnavailable": 0}
+    try:
+        apply(namespace, manifest("stepwise", model={"version": versions["v1"]}, replicas=4,
+                                  rollout={**rollout, "progressDeadlineSeconds": 120}))
+        assert wait_settled(namespace, "stepwise", versions["v1"])["phase"] == "Ready"
+        apply(namespace, manifest("stepwise", model={"version": versions["v2"]}, replicas=4,
+                                  rollout={**rollout, "progressDeadlineSeconds": 20}))
+        st = wait_settled(namespace, "stepwise", versions["v2"])
+        assert st["phase"] == "Ready", st
+        took = st["attempt"]["availableAt"] - st["attempt"]["exportedAt"]
+        assert took > 20, f"the rollout took {took:.0f}s, within the deadline: it proves nothing"
+    finally:
+        kubectl("delete", "modeldeployment", "stepwise", "-n", namespace, "--wait=false", check=False)
+
+
+def test_a_version_whose_image_cannot_start_fails_about_its_deadline_after_the_last_progress(
+        operator, namespace, versions):
+    """Pods that never start make no progress: the deadline still ends the rollout."""
+    try:
+        apply(namespace, manifest("unpullable", model={"version": versions["v1"]},
+                                  serving={"image": "modelops/inference:absent", "imagePullPolicy": "Never"},
+                                  rollout={"progressDeadlineSeconds": 20}))
+        st = wait_settled(namespace, "unpullable", versions["v1"], timeout=180)
+        assert st["phase"] == "Failed", st
+        available = condition(st, "Available")
+        assert available["reason"] == "RolloutFailed" and "ErrImageNeverPull" in available["message"], available
+        took = st["attempt"]["failedAt"] - st["attempt"]["exportedAt"]
+        assert 20 <= took < 45, f"failed {took:.0f}s after the rollout began, deadline 20s"
+    finally:
+        kubectl("delete", "modeldeployment", "unpullable", "-n", namespace, "--wait=false", check=False)
+
+
 def test_deleting_the_modeldeployment_removes_everything_it_created(operator, namespace):
     assert kget("deployment", "restart", namespace) is not None
     kubectl("delete", "modeldeployment", "restart", "-n", namespace, "--wait=true", "--timeout=60s")
