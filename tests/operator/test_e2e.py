@@ -225,7 +225,8 @@ def test_invalid_resources_are_rejected_by_the_api_server(cluster, namespace, sp
 
 
 def test_operator_killed_mid_rollout_converges_after_restart(operator, namespace, versions):
-    # the restart (process start, resync, export reuse) spends the same rollout deadline as the pods
+    # the operator's downtime is not held against the version: its first poll after the restart starts
+    # the deadline's clock again (rollout.start_clock)
     apply(namespace, manifest("restart", model={"version": versions["v1"]}, rollout={"progressDeadlineSeconds": 240}))
     wait_until("restart to start rolling out",
                lambda: status(namespace, "restart").get("phase") in ("RollingOut", "Verifying", "Ready"))
