@@ -249,14 +249,14 @@ def test_alias_move_rolls_forward(operator, namespace, versions, registry):
 
 
 def test_a_rollout_longer_than_its_deadline_that_keeps_progressing_becomes_ready(operator, namespace, versions):
-    """progressDeadlineSeconds bounds the time without progress, not the rollout: four replicas replaced
+    """progressDeadlineSeconds bounds the time without progress, not the rollout: five replicas replaced
     one at a time (maxSurge 1) take longer than 20 s in all, but each new pod is progress."""
     rollout = {"maxSurge": 1, "maxUnavailable": 0}
     try:
-        apply(namespace, manifest("stepwise", model={"version": versions["v1"]}, replicas=4,
+        apply(namespace, manifest("stepwise", model={"version": versions["v1"]}, replicas=5,
                                   rollout={**rollout, "progressDeadlineSeconds": 120}))
         assert wait_settled(namespace, "stepwise", versions["v1"])["phase"] == "Ready"
-        apply(namespace, manifest("stepwise", model={"version": versions["v2"]}, replicas=4,
+        apply(namespace, manifest("stepwise", model={"version": versions["v2"]}, replicas=5,
                                   rollout={**rollout, "progressDeadlineSeconds": 20}))
         st = wait_settled(namespace, "stepwise", versions["v2"])
         assert st["phase"] == "Ready", st

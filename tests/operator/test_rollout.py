@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 
 from modelops_operator.rollout import (
@@ -159,3 +162,41 @@ def test_a_restart_starts_the_clock_afresh_but_remembers_what_was_reached():
     assert deadline_passed(again, T0 + 11 * DEADLINE, DEADLINE)
     assert Progress.from_status(None) is None and Progress.from_status({"observedAt": "x"}) is None
     assert start_clock(None, seen(), T0) == Progress(seen(), T0)
+
+
+RECORDED = json.loads((Path(__file__).parent / "recorded" / "rollout.json").read_text())
+
+
+def recorded_pod(milestone: str) -> dict:
+    return RECORDED["pods"][milestone]
+
+
+def test_recorded_pods_are_at_the_milestones_they_were_recorded_at():
+    for milestone in ("scheduled", "started", "containers_ready", "admitted"):
+        assert POD_MILESTONES[pod_milestone(recorded_pod(milestone))] == milestone.replace("_", " ")
+
+
+def test_a_recorded_rollout_progresses_pod_by_pod_and_only_its_own_version_counts():
+    old = recorded_pod("old_version_admitted")
+    first = fingerprint(RECORDED["deployments"]["first_new_pod"], [old, recorded_pod("started")], "2")
+    assert first.pods == ((recorded_pod("started")["metadata"]["name"], 2),)
+    at_gate = fingerprint(RECORDED["deployments"]["first_new_pod"], [old, recorded_pod("containers_ready")], "2")
+    assert progressed(first, at_gate)
+    # the next poll: the first new pod admitted, the second created and scheduled, one more updated replica
+    second = fingerprint(RECORDED["deployments"]["second_new_pod"],
+                         [old, recorded_pod("admitted"), recorded_pod("scheduled")], "2")
+    assert progressed(at_gate, second) and not progressed(second, second)
+    assert not progressed(second, fingerprint(RECORDED["deployments"]["second_new_pod"],
+                                              [recorded_pod("admitted"), recorded_pod("scheduled")], "2"))
+
+
+def test_a_recorded_crash_loop_makes_no_progress_after_its_first_start():
+    """Started, crashed, CrashLoopBackOff, started again (restartCount 1, 2, 3): only the first start is
+    progress, so a crash-looping version fails one deadline after it."""
+    polls = [fingerprint(None, [p], "2") for p in RECORDED["crashloop"]["pods"]]
+    assert [p.pods[0][1] for p in polls] == [2, 1, 1, 2, 1, 2]
+    last = start_clock(None, polls[0], T0)  # the first start
+    for t, poll in enumerate(polls[1:], 1):
+        last = advance(last, poll, T0 + t * 10, waiting_at_gate=False)
+    assert last.observed_at == T0
+    assert deadline_passed(last, T0 + 50, deadline_seconds=50)
