@@ -191,10 +191,14 @@ def test_a_recorded_rollout_progresses_pod_by_pod_and_only_its_own_version_count
 
 
 def test_a_recorded_crash_loop_makes_no_progress_after_its_first_start():
-    """Started, crashed, CrashLoopBackOff, started again (restartCount 1, 2, 3): only the first start is
-    progress, so a crash-looping version fails one deadline after it."""
+    """Running, crashed, CrashLoopBackOff, running again (restartCount 1, 2, 3): only the first time is
+    progress, so a crash-looping version fails one deadline after it. (This container has no readiness
+    probe, so it is "containers ready" while running; the operator's admit answers such a pod at the
+    gate on the poll that sees it, hence no gate wait here.)"""
     polls = [fingerprint(None, [p], "2") for p in RECORDED["crashloop"]["pods"]]
-    assert [p.pods[0][1] for p in polls] == [2, 1, 1, 2, 1, 2]
+    assert [POD_MILESTONES[p.pods[0][1]] for p in polls] == ["containers ready", "scheduled", "scheduled"] * 2
+    assert [p["status"]["containerStatuses"][0]["restartCount"] for p in RECORDED["crashloop"]["pods"]] == [
+        0, 1, 1, 2, 2, 3]
     last = start_clock(None, polls[0], T0)  # the first start
     for t, poll in enumerate(polls[1:], 1):
         last = advance(last, poll, T0 + t * 10, waiting_at_gate=False)
