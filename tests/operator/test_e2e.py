@@ -249,15 +249,15 @@ def test_alias_move_rolls_forward(operator, namespace, versions, registry):
 
 
 def test_a_rollout_longer_than_its_deadline_that_keeps_progressing_becomes_ready(operator, namespace, versions):
-    """progressDeadlineSeconds bounds the time without progress, not the rollout: six replicas replaced
+    """progressDeadlineSeconds bounds the time without progress, not the rollout: eight replicas replaced
     one at a time (maxSurge 1) take longer than 30 s in all, but each new pod is progress. (One pod's
     own start, from running to ready, shows nothing to observe: it must stay within the deadline.)"""
     rollout, deadline = {"maxSurge": 1, "maxUnavailable": 0}, 30
     try:
-        apply(namespace, manifest("stepwise", model={"version": versions["v1"]}, replicas=6,
+        apply(namespace, manifest("stepwise", model={"version": versions["v1"]}, replicas=8,
                                   rollout={**rollout, "progressDeadlineSeconds": 120}))
         assert wait_settled(namespace, "stepwise", versions["v1"])["phase"] == "Ready"
-        apply(namespace, manifest("stepwise", model={"version": versions["v2"]}, replicas=6,
+        apply(namespace, manifest("stepwise", model={"version": versions["v2"]}, replicas=8,
                                   rollout={**rollout, "progressDeadlineSeconds": deadline}))
         st = wait_settled(namespace, "stepwise", versions["v2"])
         assert st["phase"] == "Ready", st
