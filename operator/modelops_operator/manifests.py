@@ -27,6 +27,10 @@ MODEL_VERSION_ANNOTATION = "modelops.io/model-version"
 # this equals the verified target's (status.lastGood.targetHash), never for the version alone
 TARGET_HASH_ANNOTATION = "modelops.io/target-hash"
 VERIFIED_GATE = "modelops.io/verified"
+# The Deployment controller's "no deadline" value. Its own deadline would count the time pods wait at
+# the readiness gate (not Ready, so no progress to it) and the operator's downtime against a healthy
+# version; the operator keeps spec.rollout.progressDeadlineSeconds itself, from its observations (rollout.py).
+NO_KUBERNETES_DEADLINE = 2**31 - 1
 
 
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "modelops-operator"}
@@ -198,7 +202,7 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
         "metadata": _meta(name, namespace),
         "spec": {
             "selector": {"matchLabels": selector(name)},
-            "progressDeadlineSeconds": spec.rollout.progress_deadline_seconds,
+            "progressDeadlineSeconds": NO_KUBERNETES_DEADLINE,
             "revisionHistoryLimit": 5,
             "strategy": {
                 "type": "RollingUpdate",

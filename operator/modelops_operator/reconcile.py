@@ -218,10 +218,6 @@ async def _scale(w: StatusWriter, md: ModelDeploymentSpec, fresh: bool) -> None:
 
 async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget, record: ExportRecord) -> bool:
     await w.phase("RollingOut", "RollingOut", f"rolling out version {target.model_version}")
-    attempt = w.status["attempt"]
-    if "rolloutDeadline" not in attempt:
-        attempt = {**attempt, "rolloutDeadline": time.time() + md.rollout.progress_deadline_seconds}
-        await w.update(attempt=attempt)
     started = time.monotonic()
     try:
         await apply_children(w, md, target)
@@ -233,8 +229,11 @@ async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTar
                                          f"children: {exc}; fix the ModelDeployment's spec")
         return False
     cases = smoke_cases(md, record)
-    state = await wait_available(w.name, w.namespace, attempt["rolloutDeadline"], admit=_current(w, lambda: admit_pods(
-        w.name, w.namespace, target, cases, md.smoke)))
+    state = await wait_available(
+        w.name, w.namespace, target.model_version, md.rollout.progress_deadline_seconds,
+        seen=w.status["attempt"].get("progress"),
+        remember=lambda progress: w.update(attempt={**w.status["attempt"], "progress": progress}),
+        admit=_current(w, lambda: admit_pods(w.name, w.namespace, target, cases, md.smoke)))
     if state.rejected:  # a new pod answered wrongly before it took any traffic
         await _verification_failed(w, md, state.message)
         return False
@@ -304,7 +303,7 @@ async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evide
     if last_good.serving is not None:  # the serving settings that worked, not the ones that just failed
         md = md.model_copy(update={"serving": ServingSpec.model_validate(last_good.serving)})
     await apply_children(w, md, last_good)
-    state = await wait_available(w.name, w.namespace, time.time() + md.rollout.progress_deadline_seconds,
+    state = await wait_available(w.name, w.namespace, last_good.model_version, md.rollout.progress_deadline_seconds,
                                  admit=_current(w, lambda: admit_pods(w.name, w.namespace, last_good, None, md.smoke)))
     if state.done:
         await w.mark("restored")

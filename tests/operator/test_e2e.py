@@ -269,7 +269,8 @@ def test_invalid_resources_are_rejected_by_the_api_server(cluster, namespace, sp
 
 
 def test_operator_killed_mid_rollout_converges_after_restart(operator, namespace, versions):
-    # the restart (process start, resync, export reuse) spends the same rollout deadline as the pods
+    # the operator's downtime is not held against the version: its first poll after the restart starts
+    # the deadline's clock again (rollout.start_clock)
     apply(namespace, manifest("restart", model={"version": versions["v1"]}, rollout={"progressDeadlineSeconds": 240}))
     wait_until("restart to start rolling out",
                lambda: status(namespace, "restart").get("phase") in ("RollingOut", "Verifying", "Ready"))
@@ -289,6 +290,42 @@ def test_alias_move_rolls_forward(operator, namespace, versions, registry):
     set_alias(MODEL, "champion", versions["v2"], tracking_uri=registry["local"])
     st = wait_settled(namespace, "champion", versions["v2"], timeout=240)
     assert st["phase"] == "Ready" and st["modelVersion"] == versions["v2"], st
+
+
+def test_a_rollout_longer_than_its_deadline_that_keeps_progressing_becomes_ready(operator, namespace, versions):
+    """progressDeadlineSeconds bounds the time without progress, not the rollout: eight replicas replaced
+    one at a time (maxSurge 1) take longer than 30 s in all, but each new pod is progress. (One pod's
+    own start, from running to ready, shows nothing to observe: it must stay within the deadline.)"""
+    rollout, deadline = {"maxSurge": 1, "maxUnavailable": 0}, 30
+    try:
+        apply(namespace, manifest("stepwise", model={"version": versions["v1"]}, replicas=8,
+                                  rollout={**rollout, "progressDeadlineSeconds": 120}))
+        assert wait_settled(namespace, "stepwise", versions["v1"])["phase"] == "Ready"
+        apply(namespace, manifest("stepwise", model={"version": versions["v2"]}, replicas=8,
+                                  rollout={**rollout, "progressDeadlineSeconds": deadline}))
+        st = wait_settled(namespace, "stepwise", versions["v2"])
+        assert st["phase"] == "Ready", st
+        took = st["attempt"]["availableAt"] - st["attempt"]["exportedAt"]
+        assert took > deadline, f"the rollout took {took:.0f}s, within the deadline: it proves nothing"
+    finally:
+        kubectl("delete", "modeldeployment", "stepwise", "-n", namespace, "--wait=false", check=False)
+
+
+def test_a_version_whose_image_cannot_start_fails_about_its_deadline_after_the_last_progress(
+        operator, namespace, versions):
+    """Pods that never start make no progress: the deadline still ends the rollout."""
+    try:
+        apply(namespace, manifest("unpullable", model={"version": versions["v1"]},
+                                  serving={"image": "modelops/inference:absent", "imagePullPolicy": "Never"},
+                                  rollout={"progressDeadlineSeconds": 20}))
+        st = wait_settled(namespace, "unpullable", versions["v1"], timeout=180)
+        assert st["phase"] == "Failed", st
+        available = condition(st, "Available")
+        assert available["reason"] == "RolloutFailed" and "ErrImageNeverPull" in available["message"], available
+        took = st["attempt"]["failedAt"] - st["attempt"]["exportedAt"]
+        assert 20 <= took < 45, f"failed {took:.0f}s after the rollout began, deadline 20s"
+    finally:
+        kubectl("delete", "modeldeployment", "unpullable", "-n", namespace, "--wait=false", check=False)
 
 
 def test_deleting_the_modeldeployment_removes_everything_it_created(operator, namespace):

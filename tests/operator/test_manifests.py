@@ -38,7 +38,12 @@ def test_deployment_pod_serves_the_target_and_is_locked_down():
 def test_rollout_settings_reach_the_deployment_strategy():
     dep = manifests.deployment("md", "ns", spec(rollout={"maxSurge": "50%", "progressDeadlineSeconds": 30}), TARGET)
     assert dep["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == "50%"
-    assert dep["spec"]["progressDeadlineSeconds"] == 30
+
+
+def test_the_deployments_own_progress_deadline_is_off_as_the_operator_keeps_it():
+    """Pods held at the readiness gate are not Ready: Kubernetes' deadline would count the gate's wait."""
+    dep = manifests.deployment("md", "ns", spec(rollout={"progressDeadlineSeconds": 30}), TARGET)
+    assert dep["spec"]["progressDeadlineSeconds"] == 2**31 - 1  # the deployment controller's "no deadline"
 
 
 def test_user_env_is_appended_after_ours():
