@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from functools import cache
 from typing import Any
 
@@ -25,7 +26,8 @@ def _api_client() -> kubernetes.client.ApiClient:
     try:
         kubernetes.config.load_incluster_config()
     except kubernetes.config.ConfigException:
-        kubernetes.config.load_kube_config()
+        # KUBECONFIG read now: the client reads it once at import, before a caller may have set it
+        kubernetes.config.load_kube_config(config_file=os.environ.get("KUBECONFIG"))
     return kubernetes.client.ApiClient()
 
 

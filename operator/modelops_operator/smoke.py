@@ -136,8 +136,9 @@ async def run_smoke(base_url: str, model_name: str, cases: list[SmokeCase], smok
     """Send every case through the Service and judge what the target `version` answers.
 
     Right after a rollout completes, kube-proxy may still route a request or two to a draining pod of
-    the old version: such answers are not evidence about the new one, so the request is sent again
-    (for up to `settle_seconds`) until the new version answers it.
+    the old version, or (on a busy node) not route the Service's address at all yet and refuse the
+    connection: neither is evidence about the new version, so the request is sent again (for up to
+    `settle_seconds`) until the new version answers it. A timeout or a wrong answer fails at once.
     """
     result = SmokeResult(total=len(cases), passed=0)
     url = f"{base_url}/v2/models/{model_name}/infer"
@@ -158,6 +159,11 @@ async def run_smoke(base_url: str, model_name: str, cases: list[SmokeCase], smok
                         if time.monotonic() < settle_until:
                             await asyncio.sleep(retry_interval)
                             continue
+                except httpx.ConnectError as exc:  # no pod was reached: not an answer from the version
+                    problem = f"request failed: {type(exc).__name__}: {exc}"
+                    if time.monotonic() < settle_until:
+                        await asyncio.sleep(retry_interval)
+                        continue
                 except httpx.HTTPError as exc:
                     problem = f"request failed: {type(exc).__name__}: {exc}"
                 break

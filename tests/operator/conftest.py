@@ -21,6 +21,8 @@ from ..support import free_port, mlflow_server, stop_process_group, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECONFIG = os.environ.get("KUBECONFIG") or str(ROOT / ".data/cluster/kubeconfig")
+# in-process clients (modelops_operator.kube in live tests) find the same cluster as kubectl does
+os.environ.setdefault("KUBECONFIG", KUBECONFIG)
 SERVING_IMAGE = os.environ.get("MODELOPS_TEST_SERVING_IMAGE", "modelops/inference:dev")
 EXPORT_IMAGE = os.environ.get("MODELOPS_TEST_EXPORT_IMAGE", "modelops/training:dev")
 INGRESS_PORT = int(os.environ.get("MODELOPS_INGRESS_PORT", "30080"))

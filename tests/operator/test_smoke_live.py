@@ -93,3 +93,49 @@ def test_answers_from_another_version_are_retried_then_reported(exports, tmp_pat
                                        version="not-" + good.version, settle_seconds=1.0, retry_interval=0.2))
     assert result.passed == 0
     assert f"answered by version {good.version}" in result.failures[0]
+
+
+async def forward_later(delay: float, port: int, upstream: int) -> asyncio.AbstractServer:
+    """Listen on `port` only after `delay` (a Service kube-proxy has not programmed yet refuses), then
+    forward every connection to `upstream`."""
+    await asyncio.sleep(delay)
+
+    async def pipe(reader, writer):
+        try:
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        finally:
+            writer.close()
+
+    async def handle(reader, writer):
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+    return await asyncio.start_server(handle, "127.0.0.1", port)
+
+
+def test_a_service_that_refuses_connections_at_first_is_retried_not_failed(exports, tmp_path):
+    """Right after pods turn ready, kube-proxy may not route the Service yet: a refused connection is
+    no answer from the version (a wrong answer still fails at once)."""
+    tracking_uri, good, _ = exports
+    with serving(good, tracking_uri, tmp_path) as base:
+        port = free_port()
+
+        async def check():
+            late = asyncio.create_task(forward_later(2.0, port, int(base.rsplit(":", 1)[1])))
+            try:
+                return await run_smoke(f"http://127.0.0.1:{port}", "smoke", cases_from_export(good), SmokeSpec(),
+                                       version=good.version, settle_seconds=15, retry_interval=0.2)
+            finally:
+                (await late).close()
+
+        result = asyncio.run(check())
+    assert result.ok(1.0), result.summary()
+
+
+def test_a_service_that_never_accepts_fails_after_the_settle_window(exports):
+    _, good, _ = exports
+    result = asyncio.run(run_smoke(f"http://127.0.0.1:{free_port()}", "smoke", cases_from_export(good)[:1],
+                                   SmokeSpec(), version=good.version, settle_seconds=1.0, retry_interval=0.2))
+    assert result.passed == 0 and "ConnectError" in result.failures[0]
