@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -27,6 +28,10 @@ class OperatorConfig:
     allowed_tracking_uris: tuple[str, ...] = ()
     # The default Ingress host is <name>.<namespace>.<ingress_domain>; None: every Ingress needs a host.
     ingress_domain: str | None = None
+    # The key serving pods' sample tokens are derived from (replay.token_for). The chart keeps one in a
+    # Secret; without it a random key per process: pods started by an earlier process then refuse the
+    # sample (their token differs) and replays use the evaluation set alone until the pods are replaced.
+    replay_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -50,6 +55,7 @@ class OperatorConfig:
             allowed_tracking_uris=tuple(u.strip() for u in env.get("MODELOPS_ALLOWED_TRACKING_URIS", "").split(",")
                                         if u.strip()),
             ingress_domain=env.get("MODELOPS_INGRESS_DOMAIN", "").strip().strip(".") or None,
+            **({"replay_key": env["MODELOPS_REPLAY_KEY"].encode()} if env.get("MODELOPS_REPLAY_KEY") else {}),
         )
 
     def allows(self, tracking_uri: str | None) -> bool:

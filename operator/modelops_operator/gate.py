@@ -14,6 +14,7 @@ target) pass without new checks: `sweep` admits them. "Verified" is keyed on the
 from __future__ import annotations
 
 import datetime
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import kube
@@ -108,10 +109,12 @@ async def sweep_all(namespace: str | None) -> int:
 
 
 async def admit_pods(name: str, namespace: str, target: ServingTarget, cases: list[SmokeCase] | None,
-                     smoke: SmokeSpec) -> str | None:
+                     smoke: SmokeSpec, judge: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> str | None:
     """Check and admit every waiting pod of `target`; the evidence of the first pod that fails.
 
     `cases` None admits without checks: a restored last good target passed them when it shipped.
+    `judge` runs for each pod that passed its checks, before its gate opens (the behaviour verdict,
+    verdicts.ReplayJudge): it raises to keep the gate closed.
     """
     version = target.model_version
     for pod in await kube.list_objects("v1", "Pod", namespace, selector_string(name)):
@@ -124,5 +127,7 @@ async def admit_pods(name: str, namespace: str, target: ServingTarget, cases: li
         result = await run_smoke(base_url, name, cases, smoke, version=version, settle_seconds=0)
         if not result.ok(smoke.min_success_rate):
             return f"pod {pod['metadata']['name']}: {result.evidence()}"
+        if judge is not None:
+            await judge(pod)
         await open_gate(pod, "ChecksPassed", f"{result.passed}/{result.total} smoke requests passed")
     return None

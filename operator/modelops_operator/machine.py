@@ -7,6 +7,8 @@ diagram and checks each row against it), so the documentation and the code canno
 
 from __future__ import annotations
 
+import datetime
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +33,14 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("RollingOut", "InvalidSpec"): "settle",
     ("Verifying", "Verified"): "Ready",
     ("Verifying", "VerificationFailed"): "settle",
+    # behaviour verdicts (verdicts.py): the registry gate before export, the replay at the gate
+    ("Exporting", "RegistryMetricRegressed"): "settle",
+    ("Exporting", "InconclusiveRejected"): "settle",
+    ("Exporting", "AnalysisInconclusive"): "Held",
+    ("RollingOut", "BehaviourRegressed"): "settle",
+    ("RollingOut", "InconclusiveRejected"): "settle",
+    ("RollingOut", "AnalysisInconclusive"): "Held",
+    ("Held", "Promoted"): "Exporting",
 }
 # Events that apply in any phase: a new attempt (new generation or moved alias; an attempt still
 # running is superseded by it), and the ways an attempt ends before it exports anything.
@@ -118,3 +128,24 @@ def ready(ok: bool | None, reason: str, message: str) -> Condition:
     """The top-level condition `kubectl wait --for=condition=Ready` reads: True only when the version
     the current spec asks for serves, Unknown while an attempt runs, False when it settled short."""
     return ("Ready", ok, reason, message)
+
+
+def _rfc3339(epoch: float | None) -> str | None:
+    if epoch is None:
+        return None
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def with_history_entry(history: list[dict[str, Any]] | None, attempt: dict[str, Any] | None,
+                       analysis: dict[str, Any] | None, ended: dict[str, Any], limit: int,
+                       now: float | None = None) -> list[dict[str, Any]]:
+    """status.history with the attempt that just settled (or is held) as its newest entry, at most
+    `limit` long. An attempt has one entry: held, then promoted and Ready, it is replaced, not repeated."""
+    attempt = attempt or {}
+    verdict = analysis if (analysis or {}).get("attempt") == attempt.get("key") else {}
+    entry = {**ended, "attempt": attempt.get("key"), "verdict": verdict.get("verdict"),
+             "verdictReason": verdict.get("reason"), "startedAt": _rfc3339(attempt.get("startedAt")),
+             "finishedAt": _rfc3339(time.time() if now is None else now)}
+    entry = {k: v for k, v in entry.items() if v is not None}
+    kept = [e for e in history or [] if e.get("attempt") != entry.get("attempt")]
+    return [*kept, entry][-max(1, limit):]

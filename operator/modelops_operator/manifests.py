@@ -15,6 +15,10 @@ HTTP_PORT = 8080
 SERVICE_PORT = 80
 # The v2 gRPC protocol, on the same port in the container and on the Service (KServe's and MLServer's).
 GRPC_PORT = 8081
+# The serving pods' input sample (modelops-serve --replay-port): on no Service, Ingress or container
+# port list, so only a client that knows the pod's IP and holds the token reads it.
+REPLAY_PORT = 8082
+REPLAY_TOKEN_KEY = "token"
 # Gateway API's value for HTTP/2 cleartext (what gRPC without TLS is), read by Gateway implementations
 # (Envoy Gateway, NGINX Gateway Fabric, Traefik) and by Istio to talk HTTP/2 to the pods.
 GRPC_APP_PROTOCOL = "kubernetes.io/h2c"
@@ -99,7 +103,7 @@ RESERVED_ENV = frozenset({
     "MODELOPS_MODEL_URI", "MODELOPS_MODEL_NAME", "MODELOPS_MODEL_VERSION", "MODELOPS_MODEL_SHA256",
     "MODELOPS_MODEL_DIR", "MODELOPS_PORT", "MODELOPS_INTRA_OP_THREADS", "MODELOPS_BATCHING",
     "MODELOPS_MAX_BATCH_SIZE", "MODELOPS_MAX_BATCH_DELAY_MS", "MODELOPS_GRPC", "MODELOPS_GRPC_PORT",
-    "MODELOPS_KEEP_ALIVE_SECONDS",
+    "MODELOPS_KEEP_ALIVE_SECONDS", "MODELOPS_REPLAY_PORT", "MODELOPS_REPLAY_TOKEN", "MODELOPS_SAMPLE_ROWS",
     "MLFLOW_TRACKING_URI",
 })
 
@@ -136,7 +140,36 @@ def server_env(name: str, spec: ModelDeploymentSpec, target: ServingTarget) -> l
         env["MODELOPS_GRPC_PORT"] = str(GRPC_PORT)
     if target.tracking_uri:
         env["MLFLOW_TRACKING_URI"] = target.tracking_uri
-    return merged_env([{"name": k, "value": v} for k, v in env.items()], list(spec.serving.env))
+    ours = [{"name": k, "value": v} for k, v in env.items()]
+    if keeps_sample(spec):
+        ours += [{"name": "MODELOPS_REPLAY_PORT", "value": str(REPLAY_PORT)},
+                 {"name": "MODELOPS_SAMPLE_ROWS", "value": str(spec.analysis.replay.sample_rows)},
+                 {"name": "MODELOPS_REPLAY_TOKEN", "valueFrom": {"secretKeyRef": {
+                     "name": replay_secret_name(name), "key": REPLAY_TOKEN_KEY, "optional": True}}}]
+    else:
+        ours.append({"name": "MODELOPS_REPLAY_PORT", "value": "0"})
+    return merged_env(ours, list(spec.serving.env))
+
+
+def keeps_sample(spec: ModelDeploymentSpec) -> bool:
+    """Serving pods keep a sample of recent inputs for the operator's replay (spec.analysis.replay)."""
+    replay = spec.analysis.replay
+    return spec.analysis.enabled and replay.enabled and replay.production_sample
+
+
+def replay_secret_name(name: str) -> str:
+    return f"{name}-replay-token"
+
+
+def replay_secret(name: str, namespace: str, token: str) -> dict[str, Any]:
+    """The token a serving pod asks of whoever reads its input sample. Created once, never read back:
+    the operator derives the same token from its key (replay.token_for), so it needs only `create` on
+    Secrets, not `get` on every Secret of the cluster."""
+    return {
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": replay_secret_name(name), "namespace": namespace, "labels": dict(MANAGED_LABELS)},
+        "stringData": {REPLAY_TOKEN_KEY: token},
+    }
 
 
 def _credentials(spec: ModelDeploymentSpec) -> dict[str, Any]:

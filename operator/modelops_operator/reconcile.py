@@ -24,10 +24,11 @@ import kopf
 
 from modelops_registry import ExportRecord, ResolvedVersion
 
-from . import exporting, exports, kube, machine, metrics, ownership
+from . import exporting, exports, kube, machine, metrics, ownership, verdicts
 from .config import OperatorConfig
 from .gate import admit_pods
-from .manifests import absent_kinds, children, endpoint_url, selector_string, with_ingress_host
+from .manifests import absent_kinds, children, endpoint_url, keeps_sample, replay_secret, selector_string, with_ingress_host
+from .replay import token_for
 from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_model
 from .rollout import failing_pods_evidence, wait_available
 from .smoke import cases_from_export, cases_from_spec, run_smoke
@@ -63,7 +64,7 @@ async def reconcile(
 
 async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None:
     md = ModelDeploymentSpec.model_validate(dict(spec))
-    w = StatusWriter(body, dict(status or {}), logger)
+    w = StatusWriter(body, dict(status or {}), logger, history_limit=md.analysis.history_limit)
     tracking_uri = md.model.tracking_uri or config.tracking_uri
     if not config.allows(md.model.tracking_uri):  # refused before any connection is made
         await _end_before_export(w, "disallowed", "TrackingUriNotAllowed", (
@@ -106,6 +107,21 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
                       conditions=tuple(machine.attempt_started(version, w.status.get("lastGoodModelVersion"))),
                       attempt=attempt, targetModelVersion=version, selector=selector_string(w.name))
 
+    await verdicts.start(w, md, version)
+    if w.status.get("phase") == "Held":
+        if not verdicts.waived(w):  # held until `kubectl modelops promote` (or a new spec or alias)
+            return
+        await w.phase(machine.next_phase("Held", "Promoted", True), "Promoted",
+                      f"{verdicts.current(w).get('promotedBy')} promoted version {version}")
+    try:
+        await verdicts.registry_gate(w, md, resolved, tracking_uri)
+    except verdicts.Rejected as exc:
+        await _give_up(w, exc.reason, f"version {version} was not shipped: {exc}")
+        return
+    except verdicts.Held as exc:
+        await _hold(w, version, str(exc))
+        return
+
     record = await _export(w, md, resolved, tracking_uri, pod_tracking_uri, config)
     if record is None:
         return
@@ -118,7 +134,9 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
         tracking_uri=pod_tracking_uri,
         serving=md.serving.model_dump(mode="json", by_alias=True, exclude_none=True),
     )
-    if not await _roll_out(w, md, target, record):
+    judge = verdicts.ReplayJudge(w, md, resolved, record.outputs[0].name if record.outputs else None,
+                                 tracking_uri, config.replay_key)
+    if not await _roll_out(w, md, target, record, judge):
         return
     await w.ensure_current()
     if not await _verify(w, md, record):
@@ -216,10 +234,15 @@ async def _scale(w: StatusWriter, md: ModelDeploymentSpec, fresh: bool) -> None:
         await w.update(appliedReplicas=want)
 
 
-async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget, record: ExportRecord) -> bool:
+async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget, record: ExportRecord,
+                    judge: verdicts.ReplayJudge) -> bool:
     await w.phase("RollingOut", "RollingOut", f"rolling out version {target.model_version}")
     started = time.monotonic()
     try:
+        if keeps_sample(md):  # before the pods that read it; create-only (see manifests.replay_secret)
+            secret = replay_secret(w.name, w.namespace, token_for(judge.key, w.uid))
+            kopf.adopt(secret, owner=w.body)
+            await kube.create(secret)
         await apply_children(w, md, target)
     except ownership.NotOurs as exc:
         await _give_up(w, "Conflict", str(exc))
@@ -229,11 +252,19 @@ async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTar
                                          f"children: {exc}; fix the ModelDeployment's spec")
         return False
     cases = smoke_cases(md, record)
-    state = await wait_available(
-        w.name, w.namespace, target.model_version, md.rollout.progress_deadline_seconds,
-        seen=w.status["attempt"].get("progress"),
-        remember=lambda progress: w.update(attempt={**w.status["attempt"], "progress": progress}),
-        admit=_current(w, lambda: admit_pods(w.name, w.namespace, target, cases, md.smoke)))
+    try:
+        state = await wait_available(
+            w.name, w.namespace, target.model_version, md.rollout.progress_deadline_seconds,
+            seen=w.status["attempt"].get("progress"),
+            remember=lambda progress: w.update(attempt={**w.status["attempt"], "progress": progress}),
+            admit=_current(w, lambda: admit_pods(w.name, w.namespace, target, cases, md.smoke, judge)))
+    except verdicts.Rejected as exc:  # the new pod answers unlike the version it replaces: never admitted
+        await w.conditions(("Verified", False, exc.reason, str(exc)))
+        await roll_back(w, md, exc.reason, f"version {target.model_version}: {exc}")
+        return False
+    except verdicts.Held as exc:
+        await _hold(w, target.model_version, str(exc))
+        return False
     if state.rejected:  # a new pod answered wrongly before it took any traffic
         await _verification_failed(w, md, state.message)
         return False
@@ -318,6 +349,18 @@ async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evide
                                          f"version {last_good.model_version} serves instead"),
         ),
         modelVersion=last_good.model_version)
+
+
+async def _hold(w: StatusWriter, version: str, message: str) -> None:
+    """Keep the version out of traffic until a person decides (spec.analysis.onInconclusive: hold)."""
+    promote = f"kubectl modelops promote {w.name} -n {w.namespace}"
+    serving = w.status.get("lastGoodModelVersion")
+    await w.phase(machine.next_phase(w.status.get("phase"), "AnalysisInconclusive", True), "AnalysisInconclusive",
+                  f"version {version} is held: {message}; `{promote}` ships it", warning=True, conditions=(
+                      ("Verified", None, "AnalysisInconclusive", message),
+                      machine.ready(False, "AnalysisInconclusive",
+                                    f"version {version} is held for a decision ({promote}); "
+                                    f"version {serving} keeps serving")))
 
 
 async def _give_up(w: StatusWriter, reason: str, message: str) -> None:

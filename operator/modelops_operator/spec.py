@@ -82,6 +82,31 @@ class SmokeSpec(_Camel):
     min_success_rate: float = 1.0
 
 
+class RegistryGateSpec(_Camel):
+    enabled: bool = True
+    metric: str = "test_f1"
+    max_regression: float = 0.02
+
+
+class ReplaySpec(_Camel):
+    enabled: bool = True
+    production_sample: bool = True
+    sample_rows: int = 256
+    min_samples: int = 50
+    max_flip_rate: float = 0.1
+    max_mean_score_delta: float = 0.1
+    max_score_psi: float = Field(0.25, alias="maxScorePSI")
+    max_accuracy_drop: float = 0.02
+
+
+class AnalysisSpec(_Camel):
+    enabled: bool = True
+    on_inconclusive: Literal["proceed", "hold", "reject"] = "hold"
+    history_limit: int = 10
+    registry: RegistryGateSpec = Field(default_factory=RegistryGateSpec)
+    replay: ReplaySpec = Field(default_factory=ReplaySpec)
+
+
 class IngressTLS(_Camel):
     secret_name: str | None = None
 
@@ -101,6 +126,7 @@ class ModelDeploymentSpec(_Camel):
     autoscaling: Autoscaling | None = None
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     smoke: SmokeSpec = Field(default_factory=SmokeSpec)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     ingress: IngressSpec | None = None
 
     @property

@@ -22,7 +22,7 @@ class Superseded(Exception):
 class StatusWriter:
     """Holds the status as last written, so each step patches only what it changes."""
 
-    def __init__(self, body: kopf.Body, status: dict[str, Any], logger: logging.Logger):
+    def __init__(self, body: kopf.Body, status: dict[str, Any], logger: logging.Logger, history_limit: int = 10):
         self.body = body
         self.name = body["metadata"]["name"]
         self.namespace = body["metadata"]["namespace"]
@@ -31,6 +31,7 @@ class StatusWriter:
         self.status = dict(status or {})
         self.logger = logger
         self.attempt: machine.Attempt | None = None  # set once the spec resolved to a version
+        self.history_limit = history_limit
 
     async def update(self, **fields: Any) -> None:
         """Replace the given status fields (nested objects too, not merged into the old ones), on this
@@ -65,6 +66,11 @@ class StatusWriter:
         message = redact_text(message)
         if conditions:
             fields["conditions"] = self._set(conditions)
+        if phase in machine.SETTLED or phase == "Held":
+            fields["history"] = machine.with_history_entry(
+                self.status.get("history"), self.status.get("attempt"), self.status.get("analysis"),
+                {"version": self.status.get("targetModelVersion"), "phase": phase, "reason": reason},
+                self.history_limit)
         await self.update(phase=phase, observedGeneration=self.generation, **fields)
         await gate.sweep(self.namespace, self.name, self.status)  # pods that turned ready meanwhile
         kopf.event(self.body, type="Warning" if warning else "Normal", reason=reason, message=message)

@@ -81,3 +81,28 @@ def test_a_new_attempt_resets_the_step_conditions_and_ready_to_unknown():
     assert all(changes[t][1] is None and changes[t][2] == "Pending" for t in machine.STEP_CONDITIONS)
     assert changes["Ready"][1] is None and "version 6 keeps serving" in changes["Ready"][3]
     assert changes["RolledBack"][1] is False
+
+
+def test_history_keeps_one_entry_per_attempt_newest_last_and_at_most_the_limit():
+    from modelops_operator.machine import with_history_entry
+
+    history = None
+    for i in range(4):
+        attempt = {"key": f"g{i}-v{i}", "startedAt": 1_800_000_000 + i}
+        analysis = {"attempt": attempt["key"], "verdict": "Pass", "reason": "ReplayAgreed"}
+        history = with_history_entry(history, attempt, analysis, {"version": str(i), "phase": "Ready",
+                                                                  "reason": "Ready"}, limit=3, now=1_800_000_100)
+    assert [h["version"] for h in history] == ["1", "2", "3"]
+    assert history[-1] == {"version": "3", "phase": "Ready", "reason": "Ready", "attempt": "g3-v3", "verdict": "Pass",
+                           "verdictReason": "ReplayAgreed", "startedAt": "2027-01-15T08:00:03Z",
+                           "finishedAt": "2027-01-15T08:01:40Z"}
+    # held, then promoted and Ready: the same attempt's entry is replaced, not repeated
+    held = with_history_entry(history, {"key": "g4-v4"}, None, {"version": "4", "phase": "Held"}, limit=3)
+    ready = with_history_entry(held, {"key": "g4-v4"}, {"attempt": "g4-v4", "verdict": "Promoted"},
+                               {"version": "4", "phase": "Ready"}, limit=3)
+    assert [(h["version"], h["phase"]) for h in ready] == [("2", "Ready"), ("3", "Ready"), ("4", "Ready")]
+    assert ready[-1]["verdict"] == "Promoted"
+    # another attempt's analysis is not this attempt's verdict
+    other = with_history_entry(None, {"key": "g5-v5"}, {"attempt": "g4-v4", "verdict": "Fail"},
+                               {"version": "5", "phase": "RolledBack"}, limit=3)
+    assert "verdict" not in other[-1]

@@ -20,7 +20,7 @@ def test_deployment_pod_serves_the_target_and_is_locked_down():
     dep = manifests.deployment("md", "ns", spec(), TARGET)
     pod = dep["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MODELOPS_MODEL_URI"] == TARGET.model_uri
     assert env["MODELOPS_MODEL_SHA256"] == TARGET.sha256
     assert env["MODELOPS_MODEL_VERSION"] == "3"
@@ -105,7 +105,7 @@ def test_same_inputs_build_identical_objects():
 def test_grpc_is_on_by_default_with_its_port_on_the_pod_and_the_service():
     dep = manifests.deployment("md", "ns", spec(), TARGET)
     container = dep["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert (env["MODELOPS_GRPC"], env["MODELOPS_GRPC_PORT"]) == ("true", "8081")
     assert {"name": "grpc", "containerPort": 8081, "protocol": "TCP"} in container["ports"]
     ports = {p["name"]: p for p in manifests.service("md", "ns", spec())["spec"]["ports"]}
@@ -126,7 +126,7 @@ def test_with_grpc_the_liveness_probe_asks_grpc_health_and_readiness_stays_http_
 def test_grpc_off_leaves_http_alone_on_the_pod_and_the_service():
     off = spec(serving={"grpc": {"enabled": False}})
     container = manifests.deployment("md", "ns", off, TARGET)["spec"]["template"]["spec"]["containers"][0]
-    env = {e["name"]: e["value"] for e in container["env"]}
+    env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["MODELOPS_GRPC"] == "false" and "MODELOPS_GRPC_PORT" not in env
     assert [p["name"] for p in container["ports"]] == ["http"]
     assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
@@ -136,7 +136,7 @@ def test_grpc_off_leaves_http_alone_on_the_pod_and_the_service():
 def test_the_keep_alive_reaches_the_server_defaulting_above_ingress_upstream_keep_alive():
     def keep_alive(s):
         container = manifests.deployment("md", "ns", s, TARGET)["spec"]["template"]["spec"]["containers"][0]
-        return {e["name"]: e["value"] for e in container["env"]}["MODELOPS_KEEP_ALIVE_SECONDS"]
+        return {e["name"]: e.get("value") for e in container["env"]}["MODELOPS_KEEP_ALIVE_SECONDS"]
 
     assert keep_alive(spec()) == "75"
     assert keep_alive(spec(serving={"keepAliveSeconds": 120})) == "120"
@@ -149,7 +149,7 @@ def test_each_pod_carries_its_targets_hash_so_the_gate_can_tell_targets_apart():
 
 def test_batching_is_rendered_off_for_dynamic_int8_exports_whatever_the_spec_says():
     def batching(md):
-        env = {e["name"]: e["value"] for e in manifests.server_env("md", md, TARGET)}
+        env = {e["name"]: e.get("value") for e in manifests.server_env("md", md, TARGET)}
         return env["MODELOPS_BATCHING"]
 
     assert batching(spec()) == "true"
@@ -210,3 +210,24 @@ def test_an_ingress_without_a_host_or_a_domain_is_an_invalid_spec_naming_both_fi
     with pytest.raises(InvalidSpec) as exc:
         manifests.ingress_host("md", "ns", spec(ingress={}), None)
     assert "spec.ingress.host" in str(exc.value) and "operator.ingressDomain" in str(exc.value)
+
+
+def test_serving_pods_keep_an_input_sample_behind_a_token_unless_the_spec_opts_out():
+    env = {e["name"]: e for e in manifests.server_env("md", spec(), TARGET)}
+    assert env["MODELOPS_REPLAY_PORT"]["value"] == str(manifests.REPLAY_PORT)
+    assert env["MODELOPS_SAMPLE_ROWS"]["value"] == "256"
+    assert env["MODELOPS_REPLAY_TOKEN"] == {"name": "MODELOPS_REPLAY_TOKEN", "valueFrom": {"secretKeyRef": {
+        "name": "md-replay-token", "key": "token", "optional": True}}}
+    # the sample's port is on no container port list and in no Service
+    dep = manifests.deployment("md", "ns", spec(), TARGET)
+    assert manifests.REPLAY_PORT not in [p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]]
+    assert {p["targetPort"] for p in manifests.service("md", "ns", spec())["spec"]["ports"]} == {"http", "grpc"}
+    for off in ({"analysis": {"enabled": False}}, {"analysis": {"replay": {"productionSample": False}}},
+                {"analysis": {"replay": {"enabled": False}}}):
+        env = {e["name"]: e for e in manifests.server_env("md", spec(**off), TARGET)}
+        assert env["MODELOPS_REPLAY_PORT"]["value"] == "0" and "MODELOPS_REPLAY_TOKEN" not in env, off
+
+
+def test_the_sample_token_secret_is_only_ever_created_and_names_its_key():
+    secret = manifests.replay_secret("md", "ns", "t0k")
+    assert secret["metadata"]["name"] == "md-replay-token" and secret["stringData"] == {"token": "t0k"}
