@@ -1,4 +1,5 @@
-"""What reading the registry needs (versions, aliases, listing and fetching a run's artifacts), over
+"""What the operator needs of the registry (versions, aliases, runs, listing and fetching a run's
+artifacts; and its few writes: a model version's tag, an artifact of a run), over
 MLflow's REST API for an HTTP tracking server, else through MlflowClient.
 
 Why not MlflowClient everywhere: `import mlflow` alone holds about 100 MiB of memory, and the
@@ -13,11 +14,14 @@ MLFLOW_TRACKING_INSECURE_TLS / MLFLOW_TRACKING_SERVER_CERT_PATH, MLFLOW_HTTP_REQ
 from __future__ import annotations
 
 import os
+import posixpath
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlparse
 
-from .errors import RegistryAnswer
+from .errors import NOT_FOUND_CODES, RegistryAnswer
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,30 @@ class Artifact:
     file_size: int | None
 
 
+@dataclass(frozen=True)
+class Run:
+    run_id: str
+    experiment_id: str
+    artifact_uri: str
+    metrics: dict[str, float] = field(default_factory=dict)  # the latest value of each metric
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+PROXIED_SCHEME = "mlflow-artifacts"  # artifacts the tracking server stores for its clients (`mlflow server`'s default)
+
+
+def _artifact_path(path: str) -> str:
+    """A relative artifact path, refused when it would leave the run's artifact folder."""
+    clean = posixpath.normpath(path.strip("/"))
+    if not path.strip("/") or clean.startswith("..") or clean == ".":
+        raise ValueError(f"artifact path {path!r} must be a relative path inside the run's artifacts")
+    return clean
+
+
+def _too_large(run_id: str, path: str, max_bytes: int) -> RegistryAnswer:
+    return RegistryAnswer("TOO_LARGE", f"artifact {path} of run {run_id} is larger than {max_bytes} bytes")
+
+
 def reader(tracking_uri: str | None):
     """The reader for a tracking URI: REST for http(s), MlflowClient for anything else (a file or
     database store, used by tests and local training)."""
@@ -56,6 +84,22 @@ def _version(d: dict) -> Version:
 
 def _model(d: dict) -> Model:
     return Model(d.get("name", ""), {a["alias"]: str(a["version"]) for a in d.get("aliases") or [] if "alias" in a})
+
+
+def _raise_for(resp, route: str) -> None:
+    """MLflow's refusal as RegistryAnswer (its error code, else one from the HTTP status); a 5xx as
+    ConnectionError, which client.is_unavailable retries. The body must already be read."""
+    if resp.status_code >= 500:
+        raise ConnectionError(f"MLflow answered HTTP {resp.status_code} to {route}")
+    if resp.status_code >= 400:
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {}
+        body = body if isinstance(body, dict) else {}
+        code = body.get("error_code") or {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                                          404: "RESOURCE_DOES_NOT_EXIST"}.get(resp.status_code, "BAD_REQUEST")
+        raise RegistryAnswer(code, body.get("message") or f"HTTP {resp.status_code} from {route}")
 
 
 class RestReader:
@@ -83,16 +127,7 @@ class RestReader:
 
     def _call(self, method: str, route: str, **kw) -> Any:
         resp = self._http.request(method, f"{self.base}{route}", **kw)
-        if resp.status_code >= 500:
-            raise ConnectionError(f"MLflow answered HTTP {resp.status_code} to {route}")
-        if resp.status_code >= 400:
-            try:
-                body = resp.json()
-            except ValueError:
-                body = {}
-            code = body.get("error_code") or {401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
-                                              404: "RESOURCE_DOES_NOT_EXIST"}.get(resp.status_code, "BAD_REQUEST")
-            raise RegistryAnswer(code, body.get("message") or f"HTTP {resp.status_code} from {route}")
+        _raise_for(resp, route)
         return resp
 
     def _json(self, endpoint: str, **params) -> dict:
@@ -125,6 +160,59 @@ class RestReader:
         target = Path(dst) / Path(path).name
         target.write_bytes(resp.content)
         return str(target)
+
+    def get_run(self, run_id: str) -> Run:
+        run = self._json("runs/get", run_id=run_id)["run"]
+        info, data = run.get("info") or {}, run.get("data") or {}
+        return Run(info.get("run_id", run_id), str(info.get("experiment_id", "")), info.get("artifact_uri", ""),
+                   {m["key"]: float(m["value"]) for m in data.get("metrics") or [] if "key" in m},
+                   {t["key"]: t.get("value", "") for t in data.get("tags") or [] if "key" in t})
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        body = {"name": name, "version": str(version), "key": key, "value": value}
+        self._call("POST", "/api/2.0/mlflow/model-versions/set-tag", json=body)
+
+    def _proxied_route(self, run_id: str, path: str) -> str:
+        """The tracking server's artifact route for `path` of a run whose artifacts it stores itself;
+        RegistryAnswer UNSUPPORTED for any other store (this reader holds no S3/GCS/... client)."""
+        uri = self.get_run(run_id).artifact_uri
+        parsed = urlparse(uri)
+        if parsed.scheme != PROXIED_SCHEME:
+            raise RegistryAnswer(
+                "UNSUPPORTED",
+                f"run {run_id} stores its artifacts at {uri}: the operator can only upload through a proxied "
+                f"artifact store ({PROXIED_SCHEME}:/, `mlflow server` with --serve-artifacts, its default)",
+            )
+        root = parsed.path.strip("/")
+        return f"/api/2.0/mlflow-artifacts/artifacts/{quote(root)}/{quote(_artifact_path(path))}"
+
+    def upload_artifact(self, run_id: str, path: str, data: bytes) -> None:
+        self._call("PUT", self._proxied_route(run_id, path), content=data)
+
+    def read_artifact(self, run_id: str, path: str, max_bytes: int) -> bytes | None:
+        """The artifact's bytes, None when it does not exist; TOO_LARGE past `max_bytes`, read as a
+        stream and abandoned at the limit, so a huge artifact never sits in memory."""
+        route = "/get-artifact"
+        params = {"run_id": run_id, "path": _artifact_path(path)}
+        with self._http.stream("GET", f"{self.base}{route}", params=params) as resp:
+            if resp.status_code >= 400:
+                resp.read()  # an error answer is a short JSON body
+                try:
+                    _raise_for(resp, route)
+                except RegistryAnswer as exc:
+                    if exc.error_code in NOT_FOUND_CODES:
+                        return None
+                    raise
+            size = resp.headers.get("content-length")
+            if size and size.isdigit() and int(size) > max_bytes:
+                raise _too_large(run_id, path, max_bytes)
+            chunks, total = [], 0
+            for chunk in resp.iter_bytes():
+                total += len(chunk)
+                if total > max_bytes:
+                    raise _too_large(run_id, path, max_bytes)
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     def export_run(self, experiment: str, tag: str, value: str) -> str | None:
         """The first run of `experiment` whose tag `tag` equals `value`, or None."""
@@ -180,6 +268,47 @@ class MlflowReader:
 
     def download_artifacts(self, run_id: str, path: str, dst: str) -> str:
         return self._do(self._mc.download_artifacts, run_id, path, dst)
+
+    def get_run(self, run_id: str) -> Run:
+        run = self._do(self._mc.get_run, run_id)
+        return Run(run.info.run_id, str(run.info.experiment_id), run.info.artifact_uri,
+                   {k: float(v) for k, v in run.data.metrics.items()}, dict(run.data.tags))
+
+    def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None:
+        self._do(self._mc.set_model_version_tag, name, str(version), key, value)
+
+    def upload_artifact(self, run_id: str, path: str, data: bytes) -> None:
+        clean = _artifact_path(path)
+        folder, base = posixpath.split(clean)
+        with tempfile.TemporaryDirectory(prefix="modelops-upload-") as tmp:
+            (Path(tmp) / base).write_bytes(data)
+            self._do(self._mc.log_artifact, run_id, str(Path(tmp) / base), folder or None)
+
+    def read_artifact(self, run_id: str, path: str, max_bytes: int) -> bytes | None:
+        """The artifact's bytes, None when it does not exist; TOO_LARGE past `max_bytes`, judged by
+        the listed size before downloading (to a temporary file, then read up to the limit)."""
+        clean = _artifact_path(path)
+        listed = {f.path: f for f in self._listing(run_id, posixpath.dirname(clean))}
+        entry = listed.get(clean)
+        if entry is None or entry.is_dir:
+            return None
+        if entry.file_size is not None and entry.file_size > max_bytes:
+            raise _too_large(run_id, path, max_bytes)
+        with tempfile.TemporaryDirectory(prefix="modelops-read-") as tmp:
+            local = self._do(self._mc.download_artifacts, run_id, clean, tmp)
+            with open(local, "rb") as f:
+                data = f.read(max_bytes + 1)
+        if len(data) > max_bytes:
+            raise _too_large(run_id, path, max_bytes)
+        return data
+
+    def _listing(self, run_id: str, folder: str) -> list[Artifact]:
+        try:
+            return self.list_artifacts(run_id, folder or None)
+        except RegistryAnswer as exc:
+            if exc.error_code in NOT_FOUND_CODES:
+                return []
+            raise
 
     def export_run(self, experiment: str, tag: str, value: str) -> str | None:
         exp = self._do(self._mc.get_experiment_by_name, experiment)
