@@ -105,3 +105,8 @@ def test_training_leaves_mlflows_process_wide_uris_as_it_found_them(trainer, mon
     trainer(dataset="breast_cancer", epochs=1)
     assert not mlflow.is_tracking_uri_set()
     assert "MLFLOW_REGISTRY_URI" not in os.environ
+
+
+def test_a_bad_sabotage_is_refused_before_training(store):
+    with pytest.raises(TrainingError, match="flip fraction must be a number with 0 < fraction <= 1"):
+        train(TrainConfig("digits", epochs=1, sabotage="flip=2", tracking_uri=store.uri))

@@ -89,10 +89,9 @@ class Sabotaged(nn.Module):
 
     def __init__(self, inner: nn.Module, num_classes: int, mode: str = "constant"):
         super().__init__()
-        self.kind, fraction = self.parse(mode)
+        self.parse(mode)
         self.inner = inner
         self.mode = mode
-        self.fraction = fraction
         bias = torch.full((num_classes,), -1e4)
         bias[-1] = 0.0
         self.register_buffer("bias", bias)
@@ -112,6 +111,15 @@ class Sabotaged(nn.Module):
                 return kind, fraction
             raise ValueError(f"sabotage {mode!r}: the flip fraction must be a number with 0 < fraction <= 1")
         raise ValueError(f"unknown sabotage {mode!r}; choose one of {', '.join(cls.MODES)}")
+
+    @property
+    def kind(self) -> str:
+        """Derived from ``mode``, so models pickled before ``flip`` existed still load and run."""
+        return self.parse(self.mode)[0]
+
+    @property
+    def fraction(self) -> float:
+        return self.parse(self.mode)[1]
 
     def logits(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - contract name
         return self.inner.logits(input)
