@@ -92,6 +92,17 @@ def test_train_cli_trains_registers_and_promotes(store, capsys):
     assert result["promotion"]["promoted"] and result["promotion"]["alias"] == "champion"
 
 
+def test_train_cli_refuses_a_flip_fraction_out_of_range_before_training(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        train_cli.main(["--dataset", "digits", "--sabotage", "flip=1.5"])
+    assert exit_.value.code == 2
+    assert "the flip fraction must be a number with 0 < fraction <= 1" in capsys.readouterr().err
+
+
+def test_train_cli_accepts_a_flip_fraction():
+    assert train_cli.parser().parse_args(["--dataset", "digits", "--sabotage", "flip=0.2"]).sabotage == "flip=0.2"
+
+
 def _result(path) -> dict:
     text = path.read_text()
     assert len(text.encode()) <= export_cli.MAX_RESULT_BYTES

@@ -19,7 +19,17 @@ def test_split_is_stratified_and_deterministic():
     np.testing.assert_array_equal(a.x_test, b.x_test)
     ratios = [split.mean() for split in (a.y_train, a.y_val, a.y_test)]
     assert max(ratios) - min(ratios) < 0.02
-    assert not np.array_equal(load_dataset("breast_cancer", seed=4).x_test, a.x_test)
+
+
+@pytest.mark.parametrize("name", ["breast_cancer", "digits"])
+def test_the_test_split_is_the_same_for_every_seed_and_the_train_split_is_not(name):
+    a, b = load_dataset(name, seed=1), load_dataset(name, seed=2)
+    np.testing.assert_array_equal(a.x_test, b.x_test)
+    np.testing.assert_array_equal(a.y_test, b.y_test)
+    assert not np.array_equal(a.x_train, b.x_train)
+    # the held-out rows stay out of every seed's training and validation rows
+    test_rows = {row.tobytes() for row in a.x_test}
+    assert not test_rows & {row.tobytes() for row in np.concatenate([b.x_train, b.x_val])}
 
 
 def test_unknown_dataset_is_refused():

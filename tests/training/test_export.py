@@ -309,6 +309,29 @@ def test_sabotaged_version_exports_but_disagrees_with_the_good_one(bc_export, tr
     assert (np.argmax(served, axis=1) != good_preds).any()
 
 
+@pytest.mark.parametrize("dataset, seed", [("breast_cancer", 9), ("digits", 9)])
+def test_flip_sabotage_exports_and_onnx_flips_the_same_rows_as_torch(trainer, local, store, dataset, seed):
+    import mlflow
+
+    from modelops_training.datasets import load_dataset
+    from modelops_training.models import Sabotaged
+    from modelops_training.runtime import runner, session
+
+    name = f"flip-{dataset}"
+    broken = trainer(dataset=dataset, epochs=1, seed=seed, register=name, sabotage="flip=0.2")
+    record = export_model(f"models:/{name}/{broken.version}", tracking_uri=store.uri)
+    assert record.parity.passed and record.parity.max_abs_error <= 1e-4
+    # beyond the gate's rows: on the whole test split onnxruntime agrees with torch row by row
+    model = mlflow.pytorch.load_model(broken.model_uri)
+    x = load_dataset(dataset).x_test
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+        moved = Sabotaged(torch.nn.Identity(), 2, "flip=0.2").flipped(torch.from_numpy(x)).numpy()  # input alone
+    served = runner(session(mlflow.artifacts.download_artifacts(record.onnx_uri, tracking_uri=store.uri)))(x)[0]
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    assert abs(moved.mean() - 0.2) <= 0.07
+
+
 def test_nan_sabotage_exports_because_nan_agrees_with_nan(trainer, store):
     broken = trainer(dataset="breast_cancer", epochs=1, seed=8, register="nan-bc", sabotage="nan")
     record = export_model(f"models:/nan-bc/{broken.version}", tracking_uri=store.uri, samples=4)

@@ -1,3 +1,4 @@
+import json
 import os
 
 import numpy as np
@@ -56,6 +57,27 @@ def test_input_example_covers_every_class(local, bc_v1, digits_v1):
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
 
 
+@pytest.mark.parametrize(
+    "fixture, dataset, row_shape", [("bc_v1", "breast_cancer", [30]), ("digits_v1", "digits", [1, 8, 8])]
+)
+def test_every_run_logs_its_labelled_test_split_for_replay(request, local, fixture, dataset, row_shape):
+    import mlflow
+
+    from modelops_training.replay_set import EVALUATION_ARTIFACT, parse
+
+    result = request.getfixturevalue(fixture)
+    text = mlflow.artifacts.load_text(f"runs:/{result.run_id}/{EVALUATION_ARTIFACT}")
+    doc = json.loads(text)
+    assert doc["format"] == "modelops.replay/v1" and set(doc) == {"format", "inputs", "labels"}
+    assert [(t["name"], t["datatype"]) for t in doc["inputs"]] == [("input", "FP32")]
+    evaluation = parse(text)
+    data = load_dataset(dataset)
+    n = int(_client(local).get_run(result.run_id).data.params["test_size"])
+    assert doc["inputs"][0]["shape"] == [n, *row_shape] and len(doc["labels"]) == n
+    np.testing.assert_array_equal(evaluation.inputs, data.x_test)  # bit for bit, through JSON
+    np.testing.assert_array_equal(evaluation.labels, data.y_test)
+
+
 def test_same_seed_same_training():
     data = load_dataset("breast_cancer", seed=5)
     histories = []
@@ -83,3 +105,8 @@ def test_training_leaves_mlflows_process_wide_uris_as_it_found_them(trainer, mon
     trainer(dataset="breast_cancer", epochs=1)
     assert not mlflow.is_tracking_uri_set()
     assert "MLFLOW_REGISTRY_URI" not in os.environ
+
+
+def test_a_bad_sabotage_is_refused_before_training(store):
+    with pytest.raises(TrainingError, match="flip fraction must be a number with 0 < fraction <= 1"):
+        train(TrainConfig("digits", epochs=1, sabotage="flip=2", tracking_uri=store.uri))

@@ -75,26 +75,66 @@ class Sabotaged(nn.Module):
     previous good version's ``example_outputs`` fails. ``nan``: answers NaN everywhere; the
     parity gate treats NaN in the same places as equal (both runtimes agree), so this one also
     exports, and any check on finite outputs fails.
+
+    ``flip=<fraction>``: the plausible failure. The inner model's probability vector is rolled by
+    one class on the rows where ``frac(|sum of the row's inputs| * FLIP_SCALE) < fraction``, so
+    about that fraction of top-1 answers move to another class with the same confidence, and the
+    rest stay right. The choice depends only on the input, so it is deterministic and ONNX
+    expresses it; the sum is taken in float64 so torch and onnxruntime agree on every row near
+    the threshold and the parity gate passes. Only a comparison of answers row by row catches it.
     """
 
-    MODES = ("constant", "nan")
+    MODES = ("constant", "nan", "flip=<fraction>")
+    FLIP_SCALE = 0.031  # spreads both datasets' row sums over many units: ~fraction of rows flip
 
     def __init__(self, inner: nn.Module, num_classes: int, mode: str = "constant"):
         super().__init__()
-        if mode not in self.MODES:
-            raise ValueError(f"unknown sabotage {mode!r}; choose one of {', '.join(self.MODES)}")
+        self.parse(mode)
         self.inner = inner
         self.mode = mode
         bias = torch.full((num_classes,), -1e4)
         bias[-1] = 0.0
         self.register_buffer("bias", bias)
 
+    @classmethod
+    def parse(cls, mode: str) -> tuple[str, float]:
+        """``(kind, fraction)`` from a mode string; a clear ValueError for anything else."""
+        if mode in ("constant", "nan"):
+            return mode, 0.0
+        kind, _, value = mode.partition("=")
+        if kind == "flip":
+            try:
+                fraction = float(value)
+            except ValueError:
+                fraction = float("nan")
+            if 0.0 < fraction <= 1.0:
+                return kind, fraction
+            raise ValueError(f"sabotage {mode!r}: the flip fraction must be a number with 0 < fraction <= 1")
+        raise ValueError(f"unknown sabotage {mode!r}; choose one of {', '.join(cls.MODES)}")
+
+    @property
+    def kind(self) -> str:
+        """Derived from ``mode``, so models pickled before ``flip`` existed still load and run."""
+        return self.parse(self.mode)[0]
+
+    @property
+    def fraction(self) -> float:
+        return self.parse(self.mode)[1]
+
     def logits(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - contract name
         return self.inner.logits(input)
 
+    def flipped(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - contract name
+        """Which rows ``flip`` moves: a boolean per row, from the input alone."""
+        scaled = input.flatten(1).double().sum(dim=1).abs() * self.FLIP_SCALE
+        return (scaled - torch.floor(scaled)) < self.fraction
+
     def forward(self, input: torch.Tensor) -> torch.Tensor:  # noqa: A002 - contract name
+        if self.kind == "flip":
+            probs = self.inner(input)
+            return torch.where(self.flipped(input)[:, None], torch.roll(probs, 1, dims=1), probs)
         zeros = self.inner.logits(input) * 0.0  # keeps the input wired in, batch axis intact
-        if self.mode == "nan":
+        if self.kind == "nan":
             return zeros + torch.nan
         return torch.softmax(zeros + self.bias, dim=-1)
 

@@ -3,6 +3,8 @@
 The logged model is what the exporter and the inference server consume: pytorch flavor,
 one float32 input ``input`` (a batch of raw features), softmax ``probabilities`` out, a
 signature with a dynamic batch axis and an input example holding at least one row per class.
+With it goes the labelled test split (``replay_set.EVALUATION_ARTIFACT``), which the operator
+replays against this version and the one it would replace.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .evaluation import classification_metrics, plot_confusion_matrix, plot_lear
 from .mlflow_client import ensure_experiment, fluent_tracking_uri
 from .models import Sabotaged, build_model
 from .registry import Promotion, promote_if_better, register, set_alias
+from .replay_set import log_evaluation_set
 
 log = logging.getLogger(__name__)
 
@@ -147,6 +150,11 @@ def train(cfg: TrainConfig) -> TrainResult:
         raise TrainingError(f"unknown dataset {cfg.dataset!r}; choose one of {', '.join(DEFAULT_EPOCHS)}")
     if (cfg.alias or cfg.promote_if_better) and not cfg.register:
         raise TrainingError("--alias/--promote-if-better need --register NAME (aliases belong to a registered model)")
+    if cfg.sabotage:
+        try:
+            Sabotaged.parse(cfg.sabotage)
+        except ValueError as exc:
+            raise TrainingError(str(exc)) from exc
     with fluent_tracking_uri(cfg.tracking_uri) as tracking_uri:
         return _train_and_log(cfg, tracking_uri)
 
@@ -191,6 +199,7 @@ def _train_and_log(cfg: TrainConfig, tracking_uri: str) -> TrainResult:
         model.eval()
         test = evaluate(model, data.x_test, data.y_test)
         mlflow.log_metrics({f"test_{k}": v for k, v in test.items()})
+        log_evaluation_set(data.x_test, data.y_test)
         with tempfile.TemporaryDirectory() as tmp:
             preds = predict(model, data.x_test).argmax(axis=1)
             plot_confusion_matrix(data.y_test, preds, data.class_names, Path(tmp) / "confusion_matrix.png")

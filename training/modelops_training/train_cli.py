@@ -11,6 +11,15 @@ from .models import Sabotaged
 from .train import TrainConfig, TrainResult, train
 
 
+def sabotage_mode(text: str) -> str:
+    """``--sabotage`` as given, once ``Sabotaged`` accepts it (argparse prints the reason if not)."""
+    try:
+        Sabotaged.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="modelops-train", description="Train a PyTorch model on a scikit-learn dataset and log it to MLflow."
@@ -30,8 +39,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--sabotage",
-        choices=Sabotaged.MODES,
-        help="register a deliberately broken model that still exports (for rollback tests)",
+        type=sabotage_mode,
+        metavar="MODE",
+        help=f"register a deliberately broken model that still exports (for rollback tests): "
+        f"{', '.join(Sabotaged.MODES)}",
     )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store)")
     p.add_argument("--no-progress", action="store_true", help="no per-epoch progress bars")
