@@ -95,7 +95,7 @@ class ReplaySpec(_Camel):
     min_samples: int = 50
     max_flip_rate: float = 0.1
     max_mean_score_delta: float = 0.1
-    max_score_psi: float = Field(0.25, alias="maxScorePSI")
+    max_score_psi: float = Field(1.0, alias="maxScorePSI")
     max_accuracy_drop: float = 0.02
 
 

@@ -165,7 +165,7 @@ def test_identical_answers_pass_with_json_safe_evidence():
     assert e["flipRateLower"] == 0.0 and e["flipRateUpper"] == pytest.approx(1 - 0.05 ** (1 / 100), rel=1e-3)
     assert e["meanScoreDelta"] == 0.0 and e["scorePSI"] == 0.0 and "accuracy" not in e
     assert e["sources"] == SOURCES and e["sources"] is not SOURCES
-    assert e["thresholds"] == {"maxFlipRate": 0.1, "maxMeanScoreDelta": 0.1, "maxScorePSI": 0.25,
+    assert e["thresholds"] == {"maxFlipRate": 0.1, "maxMeanScoreDelta": 0.1, "maxScorePSI": 1.0,
                                "maxAccuracyDrop": 0.02, "minSamples": 50, "confidence": 0.95}
     assert json_safe(e)
     assert "100 replayed inputs" in verdict.message and "<= max 10 %" in verdict.message
@@ -236,7 +236,7 @@ def test_a_shifted_score_distribution_fails_and_names_its_class():
     assert (verdict.outcome, verdict.reason) == ("Fail", "ScoreDistributionShifted")
     assert verdict.evidence["scorePSIClass"] == 1 and verdict.evidence["failed"] == ["ScoreDistributionShifted"]
     assert verdict.evidence["scorePSI"] == pytest.approx(2 * (1 - 1e-4) * math.log(1 / 1e-4), rel=1e-3)
-    assert "class 1" in verdict.message and "maxScorePSI 0.25" in verdict.message
+    assert "class 1" in verdict.message and "maxScorePSI 1" in verdict.message
 
 
 def test_a_significant_accuracy_drop_fails_with_both_accuracies_and_the_mcnemar_counts():
