@@ -85,7 +85,7 @@ def test_the_input_sample_defaults_and_its_environment_variables(monkeypatch):
     monkeypatch.delenv("MODELOPS_REPLAY_TOKEN", raising=False)
     config = parse_args(["--model-uri", "m.onnx"])
     assert (config.replay_port, config.sample_rows, config.sample_bytes, config.sample_rate) == (
-        8082, 256, 4 * 1024 * 1024, 0.25)
+        8082, 256, 4 * 1024 * 1024, 0.1)
     assert not config.sampling and config.sampling_off_reason == "no token"
     for name, value in {"REPLAY_PORT": "9082", "REPLAY_TOKEN": "t0ken", "SAMPLE_ROWS": "8",
                         "SAMPLE_BYTES": "1000", "SAMPLE_RATE": "1"}.items():

@@ -41,6 +41,43 @@ def test_the_row_bound_evicts_the_oldest_rows():
     np.testing.assert_array_equal(held(sample), rows(6, 4))
 
 
+def test_eviction_can_take_the_first_rows_of_a_request_and_keep_the_rest():
+    sample = InputSample(MLP, max_rows=5, max_bytes=1 << 20, rate=1.0)
+    for start in range(0, 9, 3):
+        sample.offer({"input": rows(start, 3)})
+    assert len(sample) == 5 and sample.nbytes == 5 * 16
+    np.testing.assert_array_equal(held(sample), rows(4, 5))
+
+
+def test_the_byte_bound_evicts_part_of_the_oldest_request():
+    sample = InputSample(MLP, max_rows=100, max_bytes=5 * 16, rate=1.0)
+    sample.offer({"input": rows(0, 4)})
+    sample.offer({"input": rows(4, 3)})
+    assert len(sample) == 5 and sample.nbytes == 80
+    np.testing.assert_array_equal(held(sample), rows(2, 5))
+
+
+def test_a_request_bigger_than_the_byte_bound_keeps_its_last_rows_that_fit():
+    sample = InputSample(MLP, max_rows=100, max_bytes=40, rate=1.0)
+    sample.offer({"input": rows(0, 1)})
+    sample.offer({"input": rows(1, 5)})
+    np.testing.assert_array_equal(held(sample), rows(4, 2))
+
+
+def test_bytes_rows_are_evicted_by_their_own_sizes():
+    specs = [TensorSpec("text", "BYTES", (-1,))]
+    sample = InputSample(specs, max_rows=100, max_bytes=4 + 10 + 4 + 1 + 4 + 1, rate=1.0)
+    sample.offer({"text": np.array(["a" * 10, "b", "c"], dtype=object)})
+    sample.offer({"text": np.array(["d"], dtype=object)})  # frees the 14-byte first row only
+    assert sample.replay_set()["inputs"][0]["data"] == ["b", "c", "d"] and sample.nbytes == 15
+
+
+def test_a_request_of_no_rows_is_not_recorded():
+    sample = InputSample(MLP, max_rows=10, max_bytes=1 << 20, rate=1.0)
+    sample.offer({"input": rows(0, 0)})
+    assert len(sample) == 0 and sample.replay_set()["observed"] == 1
+
+
 def test_a_request_larger_than_the_ring_keeps_its_last_rows():
     sample = InputSample(MLP, max_rows=3, max_bytes=1 << 20, rate=1.0)
     sample.offer({"input": rows(0, 100)})
