@@ -8,7 +8,9 @@ validation and response bodies, the binary tensor data extension, the checks gRP
 (fetch, verify, open and warm up the onnxruntime session), `batching` (dynamic batching and the model
 thread), `admission` (the queue-depth limit every front end shares), `metrics` (Prometheus), `logging`
 (JSON logs), `http` (uvicorn protocol tweak), `server` (ASGI app, lifespan, graceful shutdown),
-`grpc_server` (the gRPC and health services on the same loop and runner) and `cli` (`modelops-serve`).
+`grpc_server` (the gRPC and health services on the same loop and runner), `sample` (the bounded record
+of recent inputs the operator replays), `sample_server` (its own token-guarded port) and `cli`
+(`modelops-serve`).
 """
 
 import os

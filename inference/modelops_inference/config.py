@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 ENV_PREFIX = "MODELOPS_"
@@ -44,6 +44,16 @@ class ServerConfig:
     graceful_timeout_seconds: float = 30.0
     load_attempts: int = 3
     log_level: str = "info"
+    # The input sample (`sample.py`): its own port (0: off), the operator's bearer token (environment only,
+    # never a flag, which `ps` would show; empty: off) and its bounds.
+    replay_port: int = 8082
+    replay_token: str = field(default="", repr=False)
+    sample_rows: int = 256
+    sample_bytes: int = 4 * 1024 * 1024
+    # One request in ten: recording one costs a few microseconds on the event loop (checking its inputs, one
+    # copy per input), so one in ten keeps the average under 1 % of a served request's CPU (~150 us for a
+    # one-row MLP over HTTP); the 256 rows still refill within a few thousand requests of any traffic.
+    sample_rate: float = 0.1
 
     def __post_init__(self) -> None:
         if not self.model_uri:
@@ -68,6 +78,32 @@ class ServerConfig:
                              "--grpc false turns gRPC off")
         if self.grpc and self.grpc_port == self.port:
             raise ValueError(f"--grpc-port and --port are both {self.port}; gRPC needs a port of its own")
+        self._check_sample()
+
+    def _check_sample(self) -> None:
+        if not 0 <= self.replay_port < 65536:
+            raise ValueError(f"--replay-port must be a TCP port (1-65535) or 0 (off), got {self.replay_port}")
+        taken = {self.port: "--port", **({self.grpc_port: "--grpc-port"} if self.grpc else {})}
+        if self.sampling and self.replay_port in taken:
+            raise ValueError(f"--replay-port and {taken[self.replay_port]} are both {self.replay_port}; the input "
+                             "sample needs a port of its own")
+        if self.sample_rows < 1:
+            raise ValueError(f"--sample-rows must be at least 1, got {self.sample_rows}")
+        if self.sample_bytes < 1:
+            raise ValueError(f"--sample-bytes must be positive, got {self.sample_bytes}")
+        if not 0 <= self.sample_rate <= 1:
+            raise ValueError(f"--sample-rate must be a fraction from 0 to 1, got {self.sample_rate}")
+
+    @property
+    def sampling(self) -> bool:
+        """The input sample is kept and served only with a port and a token to guard it."""
+        return self.replay_port != 0 and bool(self.replay_token)
+
+    @property
+    def sampling_off_reason(self) -> str:
+        if self.replay_port == 0:
+            return "--replay-port 0"
+        return "" if self.replay_token else "no token"
 
 
 def default_model_name(uri: str) -> str:
@@ -142,6 +178,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--drain-seconds", "after SIGTERM, keep serving this long with readiness failing, so load "
         "balancers stop sending, before closing the listener", float)
     add("--graceful-timeout-seconds", "longest wait for in-flight requests after draining", float)
+    add("--replay-port", "port serving the sample of recent inputs to the operator, with MODELOPS_REPLAY_TOKEN "
+        "as its bearer token (0, or no token: no sample is kept)", int)
+    add("--sample-rows", "most input rows the sample holds (oldest evicted)", int)
+    add("--sample-bytes", "most bytes of input rows the sample holds (oldest evicted)", int)
+    add("--sample-rate", "fraction of successful inference requests whose rows are recorded", float)
     add("--log-level", "debug logs one line per request", choices=["debug", "info", "warning", "error"])
     return p
 
@@ -149,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str] | None = None) -> ServerConfig:
     parser = build_parser()
     args = parser.parse_args(argv)
-    values = {f.name: getattr(args, f.name) for f in fields(ServerConfig)}
+    values = {f.name: getattr(args, f.name) for f in fields(ServerConfig) if f.name != "replay_token"}
+    values["replay_token"] = _env("replay_token", "")
     values["batching"] = _bool(values["batching"])
     values["grpc"] = _bool(values["grpc"])
     try:

@@ -21,6 +21,14 @@ class InvalidInput(InferenceError):
     """The request body is malformed or does not match the model's inputs."""
 
 
+class Unauthorized(InferenceError):
+    """The input sample was asked for without its bearer token, or with another."""
+
+
+class RouteNotFound(InferenceError):
+    """A path no route of this listener serves."""
+
+
 class ModelNotFound(InferenceError):
     """The request names a model or version this server does not serve."""
 
@@ -59,6 +67,8 @@ class ModelLoadError(InferenceError):
 
 STATUS_CODES: dict[type[InferenceError], int] = {
     InvalidInput: 400,
+    Unauthorized: 401,
+    RouteNotFound: 404,
     ModelNotFound: 404,
     MethodNotAllowed: 405,
     PayloadTooLarge: 413,
@@ -83,6 +93,7 @@ def status_code(error: InferenceError) -> int:
 # and 503 (loading, draining, or turned away when full) is UNAVAILABLE, which gRPC clients retry.
 GRPC_CODES: dict[int, str] = {
     400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
     404: "NOT_FOUND",
     405: "UNIMPLEMENTED",
     413: "RESOURCE_EXHAUSTED",

@@ -60,6 +60,8 @@ Handler = Callable[[Message], Awaitable[Message]]
 class GrpcServer:
     """The gRPC listener on a ModelServer: both services, started and stopped with the HTTP listener."""
 
+    name = "grpc"
+
     def __init__(self, server: ModelServer, host: str | None = None, port: int | None = None):
         self.server = server
         self.host = server.config.host if host is None else host
@@ -150,7 +152,7 @@ class InferenceService:
                 runner = server.loaded_runner()
                 runtime = server.runtime
                 parsed = wire.parse_infer_request(request, runtime.inputs, runtime.outputs)
-                outputs = await runner.submit(parsed.inputs)
+                outputs = await server.infer(runner, parsed.inputs)
                 return wire.infer_response(request.model_name, server.config.model_version, parsed, outputs,
                                            raw=bool(request.raw_input_contents))
             finally:

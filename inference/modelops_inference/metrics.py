@@ -10,6 +10,8 @@ sums over endpoints covers both protocols without a change.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -114,6 +116,10 @@ class Metrics:
         """Exposes `admission`'s counts, read at scrape time: nothing is added to a request's path."""
         self.registry.register(_AdmissionCollector(admission, self._model))
 
+    def track_sample(self, rows: Callable[[], int]) -> None:
+        """Exposes how many rows the input sample holds (never what they hold), read at scrape time."""
+        self.registry.register(_SampleCollector(rows, self._model))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
@@ -142,3 +148,21 @@ class _AdmissionCollector:
                                   labels=labels)
         limit.add_metric(self._model, self._admission.limit)
         return [rejected, depth, limit]
+
+
+class _SampleCollector:
+    """Rows the input sample holds now (0 when it is off)."""
+
+    def __init__(self, rows: Callable[[], int], model: tuple[str, str]):
+        self._rows = rows
+        self._model = list(model)
+
+    def describe(self):
+        return list(self.collect())
+
+    def collect(self):
+        held = GaugeMetricFamily(PREFIX + "sample_rows", "Input rows the replay sample holds in memory "
+                                 "(--sample-rows, --sample-bytes bound it; 0 when it is off).",
+                                 labels=["model_name", "model_version"])
+        held.add_metric(self._model, self._rows())
+        return [held]

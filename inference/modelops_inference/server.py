@@ -22,8 +22,9 @@ import threading
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+import numpy as np
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
@@ -47,9 +48,7 @@ from modelops_inference.errors import (
 from modelops_inference.http import CoalescingHttpToolsProtocol
 from modelops_inference.metrics import CONTENT_TYPE, Metrics
 from modelops_inference.runtime import PLATFORM, ModelRuntime
-
-if TYPE_CHECKING:
-    from modelops_inference.grpc_server import GrpcServer
+from modelops_inference.sample import InputSample
 
 log = logging.getLogger("modelops_inference.server")
 JSON = "application/json"
@@ -90,6 +89,10 @@ class ModelServer:
         self.admission = Admission(config.max_queue_depth)
         self.metrics.track_admission(self.admission)
         self.runner: Runner | None = None
+        # Recent inputs for the operator's replay (`sample.py`): created once the model's inputs are known,
+        # and only when `--replay-port` and a token are set.
+        self.sample: InputSample | None = None
+        self.metrics.track_sample(lambda: len(self.sample) if self.sample is not None else 0)
         self.draining = False
         self._overload_logged_at = -OVERLOAD_LOG_SECONDS
         self._overload_logged_count = 0
@@ -115,6 +118,9 @@ class ModelServer:
             return
         runner = self._make_runner()
         await runner.start()
+        c = self.config
+        if c.sampling:
+            self.sample = InputSample(self.runtime.inputs, c.sample_rows, c.sample_bytes, c.sample_rate)
         # Everything allocated so far (modules, the session) lives as long as the process: moving it out
         # of the collector's reach keeps full collections, and so the latency tail, short.
         gc.collect()
@@ -180,6 +186,14 @@ class ModelServer:
                                "rejected_since_last_log": rejected - self._overload_logged_count,
                                "rejected_total": rejected})
             self._overload_logged_at, self._overload_logged_count = now, rejected
+
+    async def infer(self, runner: Runner, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The one path every front end's inference takes: the run, then (it succeeded, so these are inputs
+        the model accepts) an offer to the input sample."""
+        outputs = await runner.submit(inputs)
+        if self.sample is not None:
+            self.sample.offer(inputs)
+        return outputs
 
     def loaded_runner(self) -> Runner:
         if self.runner is None:
@@ -347,7 +361,7 @@ async def infer_v2(server: ModelServer, name: str, version: str | None, scope,
         parsed = protocol.parse_v2_request(protocol.parse_json(body), runtime.inputs, runtime.outputs, binary)
     finally:
         runner.arriving -= 1
-    outputs = await runner.submit(parsed.inputs)
+    outputs = await server.infer(runner, parsed.inputs)
     return protocol.v2_response(name, server.config.model_version, parsed, outputs)
 
 
@@ -363,7 +377,7 @@ async def predict_v1(server: ModelServer, name: str, scope, receive) -> bytes:
         inputs = protocol.parse_v1_request(protocol.parse_json(body), server.runtime.inputs)
     finally:
         runner.arriving -= 1
-    return protocol.v1_response(await runner.submit(inputs))
+    return protocol.v1_response(await server.infer(runner, inputs))
 
 
 def create_app(config: ServerConfig, server: ModelServer | None = None) -> InferenceApp:
@@ -485,43 +499,56 @@ def _add_v1_routes(app: FastAPI, server: ModelServer) -> None:
         return _model_ready(server, name, None)
 
 
+class SideListener(Listener, Protocol):
+    """A listener `DrainingServer` starts before HTTP and stops beside it (gRPC, the input sample):
+    `start` raises OSError when it cannot listen; `stop(grace=0)` cuts a stop short. `name` prefixes its
+    log events."""
+
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace: float | None = None) -> None: ...
+
+
 class DrainingServer(uvicorn.Server):
     """uvicorn, but the first SIGTERM/SIGINT only starts draining: readiness fails at once, requests
     are still served for `drain_seconds` (while load balancers notice), then uvicorn's own graceful
     shutdown closes the listener and waits for in-flight requests. A second signal exits at once.
     Exits with status 0 after a graceful shutdown instead of re-raising the signal.
 
-    With a gRPC listener, it listens before HTTP does (a busy port stops the process before anything
-    is served) and stops at the same moment as uvicorn's listener, within the same graceful timeout."""
+    Side listeners (gRPC, the input sample) listen before HTTP does (a busy port stops the process before
+    anything is served) and stop at the same moment as uvicorn's listener, within the same graceful
+    timeout."""
 
     def __init__(self, config: uvicorn.Config, model_server: ModelServer, drain_seconds: float,
-                 grpc_listener: GrpcServer | None = None):
+                 side_listeners: list[SideListener] | None = None):
         super().__init__(config)
         self.model_server = model_server
         self.drain_seconds = drain_seconds
-        self.grpc_listener = grpc_listener
+        self.side_listeners = list(side_listeners or [])
         self._drain_deadline: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     async def startup(self, sockets=None) -> None:
         self._loop = asyncio.get_running_loop()
-        if self.grpc_listener is not None:
+        for listener in self.side_listeners:
             try:
-                await self.grpc_listener.start()
+                await listener.start()
             except OSError as e:
-                log.error(str(e), extra={"event": "grpc_listen_failed"})
+                log.error(str(e), extra={"event": f"{listener.name}_listen_failed"})
                 sys.exit(1)
-            self.model_server.listeners.append(self.grpc_listener)
+            self.model_server.listeners.append(listener)
         await super().startup(sockets)
 
     async def shutdown(self, sockets=None) -> None:
-        if self.grpc_listener is None:
-            return await super().shutdown(sockets)
-        grpc_stopped = asyncio.ensure_future(self.grpc_listener.stop())
+        stopped = [asyncio.ensure_future(listener.stop()) for listener in self.side_listeners]
         await super().shutdown(sockets)
         if self.force_exit:
-            await self.grpc_listener.stop(grace=0)
-        await grpc_stopped
+            for listener in self.side_listeners:
+                await listener.stop(grace=0)
+        for stop in stopped:
+            await stop
 
     def handle_exit(self, sig: int, frame) -> None:
         if self._drain_deadline is None:
@@ -531,10 +558,11 @@ class DrainingServer(uvicorn.Server):
         else:
             self.should_exit = True
             self.force_exit = True
-            if self.grpc_listener is not None and self._loop is not None:
-                # uvicorn stops waiting for HTTP requests at once; cut gRPC calls short too, even while the
-                # lifespan's shutdown waits for them (a signal handler cannot await: schedule it)
-                self._loop.call_soon_threadsafe(asyncio.ensure_future, self.grpc_listener.stop(grace=0))
+            if self._loop is not None:
+                # uvicorn stops waiting for HTTP requests at once; cut the side listeners' calls short too,
+                # even while the lifespan's shutdown waits for them (a signal handler cannot await: schedule it)
+                for listener in self.side_listeners:
+                    self._loop.call_soon_threadsafe(asyncio.ensure_future, listener.stop(grace=0))
 
     async def on_tick(self, counter: int) -> bool:
         if self._drain_deadline is not None and time.monotonic() >= self._drain_deadline:
@@ -545,12 +573,18 @@ class DrainingServer(uvicorn.Server):
 def serve(config: ServerConfig) -> None:
     server = ModelServer(config)
     app = create_app(config, server)
-    grpc_listener = None
+    side_listeners: list[SideListener] = []
     if config.grpc:
         # Imported only when used: grpc and protobuf cost start-up time a server without gRPC need not pay.
         from modelops_inference.grpc_server import GrpcServer
 
-        grpc_listener = GrpcServer(server)
+        side_listeners.append(GrpcServer(server))
+    if config.sampling:
+        from modelops_inference.sample_server import SampleListener
+
+        side_listeners.append(SampleListener(server))
+    else:
+        log.info(f"input sample off: {config.sampling_off_reason}", extra={"event": "sample_off"})
     uv_config = uvicorn.Config(
         app, host=config.host, port=config.port, log_config=None, access_log=False,
         http=CoalescingHttpToolsProtocol, proxy_headers=False,
@@ -558,4 +592,4 @@ def serve(config: ServerConfig) -> None:
         server_header=False,
         log_level=config.log_level,
     )
-    DrainingServer(uv_config, server, config.drain_seconds, grpc_listener).run()
+    DrainingServer(uv_config, server, config.drain_seconds, side_listeners).run()

@@ -79,3 +79,37 @@ def test_grpc_is_on_by_default_at_8081_and_configured_like_every_other_flag(monk
     assert parse_args(["--model-uri", "m.onnx"]).grpc is False
     # off, its port is not checked
     assert ServerConfig(model_uri="m.onnx", grpc=False, grpc_port=8080).grpc is False
+
+
+def test_the_input_sample_defaults_and_its_environment_variables(monkeypatch):
+    monkeypatch.delenv("MODELOPS_REPLAY_TOKEN", raising=False)
+    config = parse_args(["--model-uri", "m.onnx"])
+    assert (config.replay_port, config.sample_rows, config.sample_bytes, config.sample_rate) == (
+        8082, 256, 4 * 1024 * 1024, 0.1)
+    assert not config.sampling and config.sampling_off_reason == "no token"
+    for name, value in {"REPLAY_PORT": "9082", "REPLAY_TOKEN": "t0ken", "SAMPLE_ROWS": "8",
+                        "SAMPLE_BYTES": "1000", "SAMPLE_RATE": "1"}.items():
+        monkeypatch.setenv(f"MODELOPS_{name}", value)
+    config = parse_args(["--model-uri", "m.onnx"])
+    assert (config.replay_port, config.replay_token, config.sample_rows, config.sample_bytes,
+            config.sample_rate) == (9082, "t0ken", 8, 1000, 1.0)
+    assert config.sampling and "t0ken" not in repr(config)  # a config printed never shows the token
+    assert not ServerConfig(model_uri="m.onnx", replay_port=0, replay_token="t").sampling
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--replay-port", "8080"], "--replay-port and --port are both 8080"),
+        (["--replay-port", "8081"], "--replay-port and --grpc-port are both 8081"),
+        (["--replay-port", "70000"], "--replay-port must be a TCP port (1-65535) or 0 (off)"),
+        (["--sample-rows", "0"], "--sample-rows must be at least 1"),
+        (["--sample-bytes", "0"], "--sample-bytes must be positive"),
+        (["--sample-rate", "1.5"], "--sample-rate must be a fraction from 0 to 1"),
+    ],
+)
+def test_bad_input_sample_configuration_exits_with_a_message(argv, message, capsys, monkeypatch):
+    monkeypatch.setenv("MODELOPS_REPLAY_TOKEN", "t")
+    with pytest.raises(SystemExit):
+        parse_args(["--model-uri", "m.onnx", *argv])
+    assert message in capsys.readouterr().err
