@@ -107,8 +107,8 @@ def traffic(url: str, name: str, rows: int = 120) -> None:
     data = load_breast_cancer().data.astype("float32")
     with httpx.Client(timeout=10) as client:
         for row in data[:rows]:
-            client.post(f"{url}/v2/models/{name}/infer",
-                        json={"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 30], "data": row.tolist()}]})
+            body = {"inputs": [{"name": "input", "datatype": "FP32", "shape": [1, 30], "data": row.tolist()}]}
+            client.post(f"{url}/v2/models/{name}/infer", json=body)
 
 
 def service_url(core, namespace: str, name: str) -> str:
@@ -196,9 +196,9 @@ def summarize(report: dict) -> list[dict]:
     honest = report["honest"]
     rejects = [h for h in honest if h["phase"] != "Ready"]
     flips = [h["flip_rate"] for h in honest if h["flip_rate"] is not None]
+    spread = f" (flip rate median {statistics.median(flips):.3f}, max {max(flips):.3f})" if flips else ""
     rows.append({"measurement": "honest retrains accepted", "runs": len(honest),
-                 "result": f"{len(honest) - len(rejects)} of {len(honest)} Ready"
-                           + (f" (flip rate median {statistics.median(flips):.3f}, max {max(flips):.3f})" if flips else ""),
+                 "result": f"{len(honest) - len(rejects)} of {len(honest)} Ready{spread}",
                  "target": f"<= {TARGET_FALSE_REJECTS} false reject of 20",
                  "verdict": "PASS" if len(rejects) <= TARGET_FALSE_REJECTS * max(1, len(honest)) / 20 else "MISS"})
     on = [c["start_to_ready_s"] for c in report["cost"] if c["analysis"] == "on" and c["phase"] == "Ready"]

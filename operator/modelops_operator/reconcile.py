@@ -27,7 +27,15 @@ from modelops_registry import ExportRecord, ResolvedVersion
 from . import exporting, exports, kube, machine, metrics, ownership, verdicts
 from .config import OperatorConfig
 from .gate import admit_pods
-from .manifests import absent_kinds, children, endpoint_url, keeps_sample, replay_secret, selector_string, with_ingress_host
+from .manifests import (
+    absent_kinds,
+    children,
+    endpoint_url,
+    keeps_sample,
+    replay_secret,
+    selector_string,
+    with_ingress_host,
+)
 from .replay import token_for
 from .resolve import ModelVersionNotFound, RegistryUnavailable, resolve_model
 from .rollout import failing_pods_evidence, wait_available

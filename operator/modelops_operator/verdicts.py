@@ -141,7 +141,8 @@ def _tag(tracking_uri: str | None, model: str, version: str, verdict: analysis.V
     try:
         rd = reader(tracking_uri)
         rd.set_model_version_tag(model, version, "modelops.verdict", verdict.outcome)
-        rd.set_model_version_tag(model, version, "modelops.verdict_reason", f"{verdict.reason}: {verdict.message}"[:5000])
+        why = f"{verdict.reason}: {verdict.message}"[:5000]  # MLflow caps tag values
+        rd.set_model_version_tag(model, version, "modelops.verdict_reason", why)
     except Exception as exc:  # noqa: BLE001 - logged; the verdict stands in status and Events
         log.warning("tagging version %s of %s with its verdict failed: %s", version, model, first_line(exc))
 

@@ -220,7 +220,8 @@ def test_serving_pods_keep_an_input_sample_behind_a_token_unless_the_spec_opts_o
         "name": "md-replay-token", "key": "token", "optional": True}}}
     # the sample's port is on no container port list and in no Service
     dep = manifests.deployment("md", "ns", spec(), TARGET)
-    assert manifests.REPLAY_PORT not in [p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]]
+    container = dep["spec"]["template"]["spec"]["containers"][0]
+    assert manifests.REPLAY_PORT not in [p["containerPort"] for p in container["ports"]]
     assert {p["targetPort"] for p in manifests.service("md", "ns", spec())["spec"]["ports"]} == {"http", "grpc"}
     for off in ({"analysis": {"enabled": False}}, {"analysis": {"replay": {"productionSample": False}}},
                 {"analysis": {"replay": {"enabled": False}}}):

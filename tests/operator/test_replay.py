@@ -10,8 +10,8 @@ from modelops_operator import replay, verdicts
 
 
 def doc(rows=3, labelled=True, **over):
-    d = {"format": replay.FORMAT,
-         "inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 2], "data": [float(i) for i in range(rows * 2)]}]}
+    data = [float(i) for i in range(rows * 2)]
+    d = {"format": replay.FORMAT, "inputs": [{"name": "input", "datatype": "FP32", "shape": [rows, 2], "data": data}]}
     if labelled:
         d["labels"] = list(range(rows))
     return {**d, **over}
