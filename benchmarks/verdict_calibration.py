@@ -17,7 +17,11 @@ maxMeanScoreDelta 0.10 sits above honest retrains (at most ~0.055) and below wea
 ones (>= 0.19). maxScorePSI is 1.0, not the 0.25 used for input drift: a confident breast-cancer
 MLP puts nearly all its scores in the two extreme bins, so a few rows moving between bins give
 honest retrains a PSI up to ~0.48; weak and constant models reach 3-15, and flip sabotage keeps
-the score distribution (PSI 0.03-0.17), which the flip rate catches instead.
+the score distribution (PSI 0.03-0.17), which the flip rate catches instead. maxAccuracyDrop is
+0.03 (with McNemar's test at 5 %): an honest digits retrain dropped 1.94 % with p 0.033, so 0.02
+would refuse the next one like it. The registry gate's maxRegression is 0.05 on test_f1: it has no
+test of its own, and honest retrains differ by up to ~0.04 on 114 rows; every bad candidate is
+worse by 0.1 or more.
 
 Runs about 6 minutes on 2 cores (breast_cancer ~2, digits ~4). breast_cancer's numbers repeat
 exactly; digits' scores move in the 3rd-4th digit with the torch thread count (flips do not).
@@ -42,6 +46,8 @@ if str(ROOT) not in sys.path:
 
 from benchmarks.rollout import table  # noqa: E402  (needs ROOT on sys.path)
 from modelops_operator import analysis  # noqa: E402
+from modelops_operator.spec import RegistryGateSpec  # noqa: E402
+from modelops_training.evaluation import classification_metrics  # noqa: E402
 from modelops_training.datasets import TEST_SPLIT_SEED, load_dataset  # noqa: E402
 from modelops_training.models import Sabotaged, build_model  # noqa: E402
 from modelops_training.train import DEFAULT_EPOCHS, TrainConfig, fit, predict, seed_everything  # noqa: E402
@@ -112,6 +118,15 @@ def raw_stats(p: np.ndarray, q: np.ndarray, y: np.ndarray) -> dict:
     }
 
 
+def registry_verdict(p: np.ndarray, q: np.ndarray, y: np.ndarray, candidate: str) -> dict:
+    """The registry gate on the pair at its default maxRegression, on test_f1 as training logs it."""
+    f1 = {"serving": classification_metrics(y, p)["f1"], "candidate": classification_metrics(y, q)["f1"]}
+    v = analysis.registry_gate({"test_f1": f1["candidate"]}, {"test_f1": f1["serving"]}, "test_f1",
+                               RegistryGateSpec().max_regression, candidate_version=candidate,
+                               serving_version="serving")
+    return {**asdict(v), "f1": f1}
+
+
 def verdict(p: np.ndarray, q: np.ndarray, y: np.ndarray, candidate: str) -> dict:
     """The operator's decision on the pair, as it would write it to status.analysis."""
     v = analysis.compare(p.tolist(), q.tolist(), [int(label) for label in y], analysis.Thresholds(),
@@ -132,17 +147,19 @@ def run_dataset(dataset: str, seeds: int) -> dict:
     honest = []
     for seed in range(1, seeds + 1):
         q, _ = train_probs(dataset, seed)
-        honest.append({"seed": seed, **raw_stats(serving, q, y), "verdict": verdict(serving, q, y, f"seed{seed}")})
+        honest.append({"seed": seed, **raw_stats(serving, q, y), "verdict": verdict(serving, q, y, f"seed{seed}"),
+                       "registry": registry_verdict(serving, q, y, f"seed{seed}")})
         print(f"{dataset} seed {seed}: {honest[-1]['verdict']['outcome']} ({time.monotonic() - t0:.0f} s)",
               file=sys.stderr, flush=True)
     bad = {}
     for label, seed, kw in BAD:
         q, _ = train_probs(dataset, seed, **kw)
-        bad[label] = {**raw_stats(serving, q, y), "verdict": verdict(serving, q, y, label)}
+        bad[label] = {**raw_stats(serving, q, y), "verdict": verdict(serving, q, y, label),
+                      "registry": registry_verdict(serving, q, y, label)}
         print(f"{dataset} {label}: {bad[label]['verdict']['outcome']}", file=sys.stderr, flush=True)
     outcomes = [r["verdict"]["outcome"] for r in honest]
     counts = {o: outcomes.count(o) for o in (analysis.PASS, analysis.INCONCLUSIVE, analysis.FAIL)}
-    stats = [{k: v for k, v in r.items() if k not in ("seed", "verdict")} for r in honest]
+    stats = [{k: v for k, v in r.items() if k not in ("seed", "verdict", "registry")} for r in honest]
     return {"default_epochs": DEFAULT_EPOCHS[dataset], "seconds": round(time.monotonic() - t0, 1),
             "honest_verdicts": counts, "honest_summary": summary(stats), "honest": honest, "bad": bad}
 
@@ -160,6 +177,17 @@ def verdict_rows(dataset: str, result: dict) -> list[dict]:
              "result": f"{not_pass} ({counts['Pass']} P / {counts['Inconclusive']} I / {counts['Fail']} F)"
                        + (f": {not_passed}" if not_passed else ""),
              "target": f"<= {allowed} of {n}", "verdict": "PASS" if not_pass <= allowed else "MISS"}]
+    refused = [str(r["seed"]) for r in result["honest"] if r["registry"]["outcome"] != analysis.PASS]
+    drops = [r["registry"]["f1"]["serving"] - r["registry"]["f1"]["candidate"] for r in result["honest"]]
+    rows.append({"measurement": f"{dataset}: honest retrains refused by the registry gate", "runs": n,
+                 "result": f"{len(refused)}" + (f": seeds {', '.join(refused)}" if refused else "")
+                           + f" (test_f1 drop max {max(drops):.3f}, maxRegression {RegistryGateSpec().max_regression:g})",
+                 "target": f"<= {allowed} of {n}", "verdict": "PASS" if len(refused) <= allowed else "MISS"})
+    for label, r in result["bad"].items():
+        g = r["registry"]
+        rows.append({"measurement": f"{dataset}: {label}, registry gate", "runs": 1,
+                     "result": f"{g['outcome']}: {g['message']}", "target": "Fail",
+                     "verdict": "PASS" if g["outcome"] == analysis.FAIL else "MISS"})
     for label, r in result["bad"].items():
         v = r["verdict"]
         failed = ", ".join(v["evidence"]["failed"]) or v["reason"]

@@ -2,7 +2,9 @@
 # make demo: from a fresh machine to predictions through the ingress, then a broken version rolled back.
 #   tools -> local Kubernetes (or the cluster in KUBECONFIG, or CLUSTER=kind) -> images -> helm install
 #   -> train two versions in the chart's MLflow -> apply examples/modeldeployment.yaml -> predictions
-#   -> champion alias moved to a NaN-answering version -> rolled back while the endpoint keeps answering.
+#   -> champion alias moved to a plausible bad version (confident, 20 % of answers flipped: it exports and
+#   passes its own parity and smoke checks) -> refused by the behaviour verdict, with its evidence, while
+#   the endpoint keeps answering from the good version.
 # Idempotent: run it again and it upgrades the release and trains new versions. `make demo-down` undoes it.
 source "$(dirname "$0")/lib.sh"
 RELEASE=modelops NS=modelops-system APP_NS=modelops-demo MODEL=breast-cancer
@@ -74,8 +76,9 @@ PY
 }
 predict
 
-step "8/8 move champion to a version that answers NaN: the operator must roll it back"
-modelops-train --dataset breast_cancer --epochs 2 --seed 2 --register "$MODEL" --sabotage nan --no-progress
+step "8/8 move champion to a plausible bad version: the behaviour verdict must refuse it"
+# confident answers, a fifth of them flipped: the export's parity gate and the smoke checks pass it
+modelops-train --dataset breast_cancer --epochs 30 --seed 2 --register "$MODEL" --sabotage flip=0.2 --no-progress
 broken=$(python -c "from mlflow import MlflowClient
 print(max(int(v.version) for v in MlflowClient().search_model_versions(\"name='$MODEL'\")))")
 # a client hitting the endpoint all along: every answer must come from the good version
@@ -88,7 +91,7 @@ while time.time() < deadline:
     try:
         r = httpx.post(f"{url}/v2/models/{name}/infer", headers={"Host": host}, timeout=5, json={"inputs": [
             {"name": "input", "datatype": "FP32", "shape": [1, 30], "data": x[0]}]})
-        ok = r.status_code == 200 and None not in r.json()["outputs"][0]["data"]
+        ok = r.status_code == 200 and None not in r.json()["outputs"][0]["data"]  # null: NaN in JSON
         version = r.json().get("model_version") if r.status_code == 200 else str(r.status_code)
         seen[version] = seen.get(version, 0) + 1
         failed += not ok
@@ -101,16 +104,22 @@ pids+=($!)
 python - <<PY
 from mlflow import MlflowClient
 MlflowClient().set_registered_model_alias("$MODEL", "champion", "$broken")
-print("  champion -> version $broken (answers NaN)")
+print("  champion -> version $broken (flips 20 % of its answers)")
 PY
 wait_for 300 "the rollback of version $broken" bash -c "[[ \$(kubectl get mdep $MODEL -n $APP_NS \
   -o jsonpath='{.status.phase}/{.status.targetModelVersion}') == RolledBack/$broken ]]"
 kill "${pids[-1]}" 2>/dev/null || true
 kubectl get mdep -n "$APP_NS"
-echo "  why (status.conditions[RolledBack]):"
-kubectl get mdep "$MODEL" -n "$APP_NS" -o jsonpath='{.status.conditions[?(@.type=="RolledBack")].message}' |
-  sed 's/^/    /'
-echo
+echo "  why (kubectl modelops status: the verdict's numbers and thresholds are in status.analysis):"
+kubectl modelops status "$MODEL" -n "$APP_NS" | sed 's/^/    /'
+echo "  the last attempts (kubectl modelops history):"
+kubectl modelops history "$MODEL" -n "$APP_NS" | sed 's/^/    /'
+echo "  the registry's record of it (MLflow tags on version $broken):"
+python - <<PY
+from mlflow import MlflowClient
+tags = MlflowClient().get_model_version("$MODEL", "$broken").tags
+print(f"    modelops.verdict={tags.get('modelops.verdict')}  modelops.verdict_reason={tags.get('modelops.verdict_reason', '')[:110]}")
+PY
 echo "  events:"
 kubectl get events -n "$APP_NS" --field-selector "involvedObject.name=$MODEL" --sort-by=.lastTimestamp \
   -o custom-columns=TYPE:.type,REASON:.reason,MESSAGE:.message | tail -6 | cut -c1-140 | sed 's/^/    /'

@@ -24,7 +24,7 @@ class Thresholds:
     max_flip_rate: float = 0.10  # top-1 disagreement rate
     max_mean_score_delta: float = 0.10  # mean over rows of max_c |p_c - q_c|
     max_score_psi: float = 1.0  # max over classes of PSI(serving scores, candidate scores)
-    max_accuracy_drop: float = 0.02  # serving accuracy - candidate accuracy, on labelled rows
+    max_accuracy_drop: float = 0.03  # serving accuracy - candidate accuracy, on labelled rows
     min_samples: int = 50  # fewer replayed rows: Inconclusive
     confidence: float = 0.95
 

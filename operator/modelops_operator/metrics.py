@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-PHASES = ("Pending", "Exporting", "RollingOut", "Verifying", "Ready", "RolledBack", "Failed")
+PHASES = ("Pending", "Exporting", "RollingOut", "Held", "Verifying", "Ready", "RolledBack", "Failed")
 _STEP_BUCKETS = (0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600)
 
 RECONCILES = Counter("modelops_operator_reconciles_total", "Reconciliations of ModelDeployments.", ["result"])
@@ -24,13 +24,18 @@ PHASE = Gauge(
     "1 for the phase each ModelDeployment is in, 0 for the others.",
     ["namespace", "name", "phase"],
 )
+VERDICTS = Counter("modelops_operator_verdicts_total", "Behaviour verdicts by step (registry, replay) and outcome.",
+                   ["step", "outcome"])
 WEBHOOKS = Counter("modelops_operator_webhooks_total", "MLflow webhook deliveries by result.", ["result"])
 
 for _result in ("success", "failure"):
     for _counter in (RECONCILES, EXPORTS, ROLLOUTS, SMOKE_CHECKS):
         _counter.labels(_result)
-for _reason in ("ExportFailed", "RolloutFailed", "VerificationFailed"):
+for _reason in ("ExportFailed", "RolloutFailed", "VerificationFailed", "RegistryMetricRegressed", "BehaviourRegressed"):
     ROLLBACKS.labels(_reason)
+for _step in ("registry", "replay"):
+    for _outcome in ("Pass", "Fail", "Inconclusive"):
+        VERDICTS.labels(_step, _outcome)
 for _result in ("accepted", "rejected"):
     WEBHOOKS.labels(_result)
 

@@ -119,8 +119,10 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
     if w.status.get("phase") == "Held":
         if not verdicts.waived(w):  # held until `kubectl modelops promote` (or a new spec or alias)
             return
+        held = verdicts.current(w)
         await w.phase(machine.next_phase("Held", "Promoted", True), "Promoted",
-                      f"{verdicts.current(w).get('promotedBy')} promoted version {version}")
+                      f"{held.get('promotedBy')} promoted version {version}, held by its verdict "
+                      f"({held.get('reason')}: {held.get('message')})")
     try:
         await verdicts.registry_gate(w, md, resolved, tracking_uri)
     except verdicts.Rejected as exc:

@@ -85,7 +85,7 @@ class SmokeSpec(_Camel):
 class RegistryGateSpec(_Camel):
     enabled: bool = True
     metric: str = "test_f1"
-    max_regression: float = 0.02
+    max_regression: float = 0.05
 
 
 class ReplaySpec(_Camel):
@@ -96,7 +96,7 @@ class ReplaySpec(_Camel):
     max_flip_rate: float = 0.1
     max_mean_score_delta: float = 0.1
     max_score_psi: float = Field(1.0, alias="maxScorePSI")
-    max_accuracy_drop: float = 0.02
+    max_accuracy_drop: float = 0.03
 
 
 class AnalysisSpec(_Camel):

@@ -19,13 +19,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import kopf
 
 from modelops_registry import RegistryAnswer, ResolvedVersion
 from modelops_registry.client import first_line, is_unavailable
 from modelops_registry.reader import reader
 
-from . import analysis, gate, kube, replay
+from . import analysis, gate, kube, metrics, replay
 from .manifests import keeps_sample, selector_string
 from .spec import ModelDeploymentSpec
 from .status import StatusWriter
@@ -88,19 +89,16 @@ def waived(w: StatusWriter) -> bool:
 async def start(w: StatusWriter, md: ModelDeploymentSpec, version: str) -> None:
     """At an attempt's start or re-entry: honour a plugin request aimed at this version, once."""
     req = request_of(w.body)
-    if req is None or req.version != version or current(w).get("request") == req.id:
+    if req is None or req.version != version or w.status.get("lastRequest") == req.id:
         return
-    if req.action == "promote" and w.status.get("phase") == "Held":
-        kopf.event(w.body, type="Normal", reason="Promoted",
-                   message=f"{req.by} promoted version {version} (verdict was {current(w).get('verdict')}: "
-                           f"{current(w).get('message', '')})")
-        await _write(w, {**current(w), "verdict": "Promoted", "promotedBy": req.by, "request": req.id})
-    elif req.action == "rollback" and not current(w):
+    if req.action == "promote" and w.status.get("phase") == "Held":  # the Event comes with the phase
+        await w.update(lastRequest=req.id, analysis={**current(w), "verdict": "Promoted", "promotedBy": req.by})
+    elif req.action == "rollback":
         kopf.event(w.body, type="Normal", reason="RollbackRequested",
                    message=f"{req.by} asked to roll back to version {version}; its verdict is skipped")
-        await _write(w, {"attempt": w.status["attempt"]["key"], "version": version, "verdict": "Skipped",
-                         "reason": "RollbackRequested", "message": f"{req.by} asked for version {version}",
-                         "request": req.id})
+        await w.update(lastRequest=req.id, analysis={
+            "attempt": w.status["attempt"]["key"], "version": version, "verdict": "Skipped",
+            "reason": "RollbackRequested", "message": f"{req.by} asked for version {version}"})
 
 
 def _compared(w: StatusWriter, md: ModelDeploymentSpec, version: str) -> str | None:
@@ -124,6 +122,7 @@ async def _settle(w: StatusWriter, md: ModelDeploymentSpec, step: str, verdict: 
               "reason": verdict.reason, "message": verdict.message, "decidedAt": _now(),
               step: {"verdict": verdict.outcome, "reason": verdict.reason, **verdict.evidence}}
     await _write(w, record)
+    metrics.VERDICTS.labels(step, verdict.outcome).inc()
     kopf.event(w.body, type="Warning" if verdict.outcome == "Fail" else "Normal",
                reason=verdict.reason, message=f"{step} verdict {verdict.outcome}: {verdict.message}")
     await asyncio.to_thread(_tag, tracking_uri, md.model.name, version, verdict)
@@ -206,8 +205,6 @@ class ReplayJudge:
         if peer is None:
             return _inconclusive("NoServingPod", f"no ready pod of version {serving} to compare with"), None
         if keeps_sample(md):
-            import httpx
-
             async with httpx.AsyncClient(timeout=replay.TIMEOUT_SECONDS) as client:
                 sample, why = await replay.production_sample(client, peer["status"]["podIP"], w.name,
                                                              replay.token_for(self.key, w.uid), spec.sample_rows)
