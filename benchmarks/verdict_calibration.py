@@ -47,8 +47,8 @@ if str(ROOT) not in sys.path:
 from benchmarks.rollout import table  # noqa: E402  (needs ROOT on sys.path)
 from modelops_operator import analysis  # noqa: E402
 from modelops_operator.spec import RegistryGateSpec  # noqa: E402
-from modelops_training.evaluation import classification_metrics  # noqa: E402
 from modelops_training.datasets import TEST_SPLIT_SEED, load_dataset  # noqa: E402
+from modelops_training.evaluation import classification_metrics  # noqa: E402
 from modelops_training.models import Sabotaged, build_model  # noqa: E402
 from modelops_training.train import DEFAULT_EPOCHS, TrainConfig, fit, predict, seed_everything  # noqa: E402
 
@@ -179,9 +179,10 @@ def verdict_rows(dataset: str, result: dict) -> list[dict]:
              "target": f"<= {allowed} of {n}", "verdict": "PASS" if not_pass <= allowed else "MISS"}]
     refused = [str(r["seed"]) for r in result["honest"] if r["registry"]["outcome"] != analysis.PASS]
     drops = [r["registry"]["f1"]["serving"] - r["registry"]["f1"]["candidate"] for r in result["honest"]]
+    which = f": seeds {', '.join(refused)}" if refused else ""
+    spread = f"test_f1 drop max {max(drops):.3f}, maxRegression {RegistryGateSpec().max_regression:g}"
     rows.append({"measurement": f"{dataset}: honest retrains refused by the registry gate", "runs": n,
-                 "result": f"{len(refused)}" + (f": seeds {', '.join(refused)}" if refused else "")
-                           + f" (test_f1 drop max {max(drops):.3f}, maxRegression {RegistryGateSpec().max_regression:g})",
+                 "result": f"{len(refused)}{which} ({spread})",
                  "target": f"<= {allowed} of {n}", "verdict": "PASS" if len(refused) <= allowed else "MISS"})
     for label, r in result["bad"].items():
         g = r["registry"]

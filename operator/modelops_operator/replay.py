@@ -39,6 +39,10 @@ class ReplayError(Exception):
     """A replay set or an answer the operator cannot use; the message says which and why."""
 
 
+class ServingPodFailed(ReplayError):
+    """The serving pod, not the candidate, did not answer: no evidence about the candidate."""
+
+
 def token_for(key: bytes, uid: str) -> str:
     """The sample token of one ModelDeployment (by UID): derived, so the operator never reads it back."""
     return hmac.new(key, f"replay:{uid}".encode(), hashlib.sha256).hexdigest()
@@ -182,8 +186,15 @@ def rows_of(body: Any, output: str | None, expect: int) -> list[list[float]]:
 
 async def replay(candidate_ip: str, serving_ip: str, model: str, rs: ReplaySet, output: str | None
                  ) -> tuple[list[list[float]], list[list[float]]]:
-    """(serving scores, candidate scores), row for row, both pods asked concurrently."""
+    """(serving scores, candidate scores), row for row, both pods asked concurrently. ServingPodFailed
+    when the serving pod did not answer (say it was replaced meanwhile), ReplayError when the candidate
+    did not."""
     async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS) as client:
         serving, candidate = await asyncio.gather(answers(client, serving_ip, model, rs, output),
-                                                  answers(client, candidate_ip, model, rs, output))
+                                                  answers(client, candidate_ip, model, rs, output),
+                                                  return_exceptions=True)
+    if isinstance(serving, BaseException):
+        raise ServingPodFailed(str(serving)) from serving
+    if isinstance(candidate, BaseException):
+        raise candidate
     return serving, candidate

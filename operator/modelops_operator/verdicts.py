@@ -109,10 +109,6 @@ def _compared(w: StatusWriter, md: ModelDeploymentSpec, version: str) -> str | N
     return serving if serving and serving != version else None
 
 
-async def _write(w: StatusWriter, fields: dict[str, Any]) -> None:
-    await w.update(analysis=fields)
-
-
 async def _settle(w: StatusWriter, md: ModelDeploymentSpec, step: str, verdict: analysis.Verdict,
                   version: str, serving: str, tracking_uri: str | None) -> None:
     """Record one step's verdict everywhere, then act on it: return, or raise Rejected / Held."""
@@ -121,7 +117,7 @@ async def _settle(w: StatusWriter, md: ModelDeploymentSpec, step: str, verdict: 
               "verdict": verdict.outcome if decision != "proceed" or verdict.outcome == "Pass" else "Proceeded",
               "reason": verdict.reason, "message": verdict.message, "decidedAt": _now(),
               step: {"verdict": verdict.outcome, "reason": verdict.reason, **verdict.evidence}}
-    await _write(w, record)
+    await w.update(analysis=record)
     metrics.VERDICTS.labels(step, verdict.outcome).inc()
     kopf.event(w.body, type="Warning" if verdict.outcome == "Fail" else "Normal",
                reason=verdict.reason, message=f"{step} verdict {verdict.outcome}: {verdict.message}")
@@ -226,6 +222,8 @@ class ReplayJudge:
         try:
             serving_scores, candidate_scores = await replay.replay(
                 pod["status"]["podIP"], peer["status"]["podIP"], w.name, rs, self.output)
+        except replay.ServingPodFailed as exc:  # no evidence either way: the whole attempt step is retried
+            raise kopf.TemporaryError(f"the serving pod did not answer the replay: {exc}", delay=5) from exc
         except replay.ReplayError as exc:
             return analysis.Verdict("Fail", "ReplayFailed", f"the candidate could not answer inputs version "
                                     f"{serving} answers: {exc}", {"sources": sources, "notes": notes}), None
