@@ -10,6 +10,7 @@ import configparser
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 
@@ -77,7 +78,7 @@ def test_default_install_is_a_working_stack():
         f"Deployment/{MLFLOW}", f"Service/{MLFLOW}", f"PersistentVolumeClaim/{MLFLOW}",
         f"ServiceMonitor/{OPERATOR}", f"PodMonitor/{RELEASE}-inference", f"PrometheusRule/{RELEASE}",
         f"ConfigMap/{RELEASE}-dashboard-inference", f"ConfigMap/{RELEASE}-dashboard-operator",
-        f"Pod/{RELEASE}-test-operator", f"Pod/{RELEASE}-test-mlflow",
+        f"Pod/{RELEASE}-test-operator", f"Pod/{RELEASE}-test-mlflow", f"Secret/{OPERATOR}-replay-key",
     ])
     operator = one(docs, "Deployment", OPERATOR)
     assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"] == {"type": "Recreate"}
@@ -135,7 +136,7 @@ def test_two_replicas_are_a_peered_statefulset_with_distinct_priorities():
     rules = one(docs, "ClusterRole", OPERATOR)["rules"]
     assert {"apiGroups": ["kopf.dev"], "resources": ["clusterkopfpeerings"],
             "verbs": ["get", "list", "watch", "patch"]} in rules
-    secret = one(docs, "Secret")
+    secret = one(docs, "Secret", f"{RELEASE}-webhook")
     assert env["MODELOPS_WEBHOOK_SECRET"] == {"secretKeyRef": {"name": secret["metadata"]["name"],
                                                                "key": "webhook-secret"}}
     assert one(docs, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
@@ -184,6 +185,8 @@ OPERATOR_GRANTS = {
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get"},  # a failed export's log tail
     ("", "pods/status"): {"patch"},
+    # each ModelDeployment's input-sample token: created once, never read (no get: no Secret is readable)
+    ("", "secrets"): {"create"},
     ("", "events"): {"create", "patch"},
     ("events.k8s.io", "events"): {"create", "patch"},
     # the export Jobs' egress policy, one per namespace: applied and removed, never watched
@@ -316,7 +319,7 @@ def test_mlflow_auth_runs_the_basic_auth_app_with_the_admin_from_a_secret():
     assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == secret_ref("mlflow-admin", "user")
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == secret_ref("mlflow-admin", "pass")
     assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == secret_ref("mlflow-admin", "flask-key")
-    assert not find(docs, "Secret")  # existingSecret: the chart creates none
+    assert [s["metadata"]["name"] for s in find(docs, "Secret")] == [f"{OPERATOR}-replay-key"]  # none for MLflow
     # MLflow reads the user store and the default permission only from its config file
     config = one(docs, "ConfigMap", f"{MLFLOW}-auth")
     settings = ini(config["data"]["basic_auth.ini"])
@@ -351,7 +354,7 @@ def test_mlflow_auth_without_a_secret_generates_one_kept_with_the_data():
     assert data["username"] == "admin"
     assert len(data["password"]) >= 12 and len(data["flask-secret-key"]) >= 32  # MLflow's password policy
     assert data["password"] != base64.b64decode(
-        one(render(sets={"mlflow.auth.enabled": "true"}), "Secret")["data"]["password"]).decode()  # random
+        one(render(sets={"mlflow.auth.enabled": "true"}), "Secret", f"{MLFLOW}-auth")["data"]["password"]).decode()
     # the PVC outlives the release, and its user store holds the admin with this password
     assert secret["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
     name = secret["metadata"]["name"]
@@ -360,7 +363,8 @@ def test_mlflow_auth_without_a_secret_generates_one_kept_with_the_data():
     for server, client, key in (("MLFLOW_AUTH_ADMIN_USERNAME", "MLFLOW_TRACKING_USERNAME", "username"),
                                 ("MLFLOW_AUTH_ADMIN_PASSWORD", "MLFLOW_TRACKING_PASSWORD", "password")):
         assert mlflow_env[server] == operator_env[client] == secret_ref(name, key)
-    without_pvc = one(render(sets={"mlflow.auth.enabled": "true", "mlflow.persistence.enabled": "false"}), "Secret")
+    without_pvc = one(render(sets={"mlflow.auth.enabled": "true", "mlflow.persistence.enabled": "false"}), "Secret",
+                      f"{MLFLOW}-auth")
     assert "annotations" not in without_pvc["metadata"]
 
 
@@ -518,4 +522,22 @@ def test_helm3_lints_and_renders_exactly_like_helm4(values):
     assert res.returncode == 0 and "0 chart(s) failed" in res.stdout, res.stdout + res.stderr
     three = subprocess.run([helm3(), *template_args(values), *kube], capture_output=True, text=True)
     assert three.returncode == 0, three.stderr
-    assert three.stdout == helm(*template_args(values), *kube).stdout
+    assert unrandom(three.stdout) == unrandom(helm(*template_args(values), *kube).stdout)
+
+
+def unrandom(manifests: str) -> str:
+    """The chart's rendering with the keys it generates at random (no cluster to look them up) blanked."""
+    return re.sub(r"(replay-key|password|flask-secret-key): \S+", r"\1: <random>", manifests)
+
+
+def test_the_replay_key_is_generated_once_or_taken_from_an_existing_secret():
+    docs = render()
+    key = base64.b64decode(one(docs, "Secret", f"{OPERATOR}-replay-key")["data"]["replay-key"])
+    assert len(key) >= 32
+    env = env_of(pod_spec(one(docs, "Deployment", OPERATOR))["containers"][0])
+    assert env["MODELOPS_REPLAY_KEY"] == {"secretKeyRef": {"name": f"{OPERATOR}-replay-key", "key": "replay-key"}}
+    assert 'lookup "v1" "Secret"' in (CHART / "templates/operator.yaml").read_text()  # kept on upgrade
+    mine = render(sets={"operator.replayKey.existingSecret": "mine", "operator.replayKey.existingSecretKey": "k"})
+    assert not find(mine, "Secret", f"{OPERATOR}-replay-key")
+    env = env_of(pod_spec(one(mine, "Deployment", OPERATOR))["containers"][0])
+    assert env["MODELOPS_REPLAY_KEY"] == {"secretKeyRef": {"name": "mine", "key": "k"}}
