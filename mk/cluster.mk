@@ -23,3 +23,7 @@ cluster-test: ## cluster-up, tests/cluster, cluster-down
 .PHONY: rollout-bench
 rollout-bench: ## apply -> Ready, failed check -> rollback, operator cost at idle, on the local cluster (needs make images)
 	@.venv/bin/python benchmarks/rollout.py
+
+.PHONY: analysis-bench
+analysis-bench: ## behaviour verdicts on the local cluster: bad versions refused, honest retrains accepted, cost (needs make images)
+	@.venv/bin/python benchmarks/analysis.py

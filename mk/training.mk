@@ -1,6 +1,6 @@
 # Training and export (training/, benchmarks/export.py). MLflow: $MLFLOW_TRACKING_URI, else the
 # embedded store in .data/mlflow (sqlite + artifacts).
-.PHONY: train export training-test training-bench
+.PHONY: train export training-test training-bench verdict-calibration
 
 EPOCHS ?=
 MODEL ?= models:/breast-cancer@champion
@@ -18,3 +18,6 @@ training-test: setup ## training and export tests (starts its own mlflow server)
 
 training-bench: setup ## export benchmark: export time, parity, ONNX vs torch latency
 	@.venv/bin/python benchmarks/export.py
+
+verdict-calibration: setup ## the replay verdict's defaults against 20 honest retrains and 3 bad versions per dataset (~6 min)
+	@.venv/bin/python benchmarks/verdict_calibration.py

@@ -4,6 +4,7 @@
                    |            |            |
                    +------------+------------+--> RolledBack (last good version serving again)
                                                   Failed     (nothing good to return to)
+    Exporting, RollingOut --> Held (an Inconclusive behaviour verdict, verdicts.py) --> Exporting (promoted)
 
 Every step is idempotent (exports are reused, children are server-side applied, deadlines live in
 status), so a restarted operator re-enters the same attempt and converges. An attempt is one

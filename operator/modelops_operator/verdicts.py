@@ -121,7 +121,8 @@ async def _settle(w: StatusWriter, md: ModelDeploymentSpec, step: str, verdict: 
     metrics.VERDICTS.labels(step, verdict.outcome).inc()
     kopf.event(w.body, type="Warning" if verdict.outcome == "Fail" else "Normal",
                reason=verdict.reason, message=f"{step} verdict {verdict.outcome}: {verdict.message}")
-    await asyncio.to_thread(_tag, tracking_uri, md.model.name, version, verdict)
+    # in the background: two registry writes are no reason to keep a passed pod at its gate
+    asyncio.get_running_loop().run_in_executor(None, _tag, tracking_uri, md.model.name, version, verdict)
     if decision == "reject":
         raise Rejected("InconclusiveRejected" if verdict.outcome == "Inconclusive" else
                        ("RegistryMetricRegressed" if step == "registry" else "BehaviourRegressed"),
@@ -179,6 +180,11 @@ class ReplayJudge:
                  tracking_uri: str | None, key: bytes):
         self.w, self.md, self.resolved, self.output = w, md, resolved, output
         self.tracking_uri, self.key = tracking_uri, key
+        self._evaluation: asyncio.Future | None = None
+        if _compared(w, md, resolved.version) is not None and md.analysis.replay.enabled:
+            # read while the candidate's pods start, not once the first one waits at its gate
+            self._evaluation = asyncio.ensure_future(
+                asyncio.to_thread(replay.evaluation_set, tracking_uri, resolved.run_id))
 
     async def __call__(self, pod: dict[str, Any]) -> None:
         w, md, version = self.w, self.md, self.resolved.version
@@ -206,7 +212,8 @@ class ReplayJudge:
                                                              replay.token_for(self.key, w.uid), spec.sample_rows)
             if why:
                 notes.append(why)
-        evaluation, why = await asyncio.to_thread(replay.evaluation_set, self.tracking_uri, self.resolved.run_id)
+        evaluation, why = await (self._evaluation or asyncio.to_thread(
+            replay.evaluation_set, self.tracking_uri, self.resolved.run_id))
         if why:
             notes.append(why)
         try:

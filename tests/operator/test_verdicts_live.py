@@ -50,9 +50,14 @@ def events(namespace: str, name: str) -> list[dict]:
 
 
 def version_tags(registry: dict, version: str) -> dict[str, str]:
+    """The MLflow version's tags once the operator's verdict tags are there (written in the background)."""
     from modelops_registry.client import client
 
-    return dict(client(registry["local"]).get_model_version(MODEL, version).tags)
+    def tagged():
+        tags = dict(client(registry["local"]).get_model_version(MODEL, version).tags)
+        return "modelops.verdict" in tags and tags
+
+    return wait_until(f"version {version}'s verdict tags", tagged, timeout=30)
 
 
 def plugin(*args: str, check: bool = True) -> subprocess.CompletedProcess:
