@@ -138,7 +138,8 @@ def bad_versions(custom, core, watcher, namespace, good: str, bad: dict[str, str
                 since = (st.get("attempt") or {}).get("startedAt")
             row = {"version": label, "gate": gate, "phase": st["phase"], "verdict": a.get("verdict"),
                    "reason": a.get("reason"), "message": a.get("message"),
-                   "verdict_after_s": round(decided - since, 1) if decided and since else None,
+                   # decidedAt has 1 s resolution: a verdict within the attempt's first second reads as 0
+                   "verdict_after_s": round(max(0.0, decided - since), 1) if decided and since else None,
                    "bad_answers": load.broken_answers, "failed": len(load.failures), "sent": load.sent,
                    "evidence": a.get("replay") or a.get("registry")}
             log(f"  {label} ({gate}): {row['phase']} {row['verdict']} {row['reason']} "
