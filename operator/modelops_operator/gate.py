@@ -54,6 +54,11 @@ def of_verified_target(pod: dict[str, Any], status: dict[str, Any] | None) -> bo
     return serves(pod, verified_hash(last_good), last_good.get("modelVersion"))
 
 
+def pod_conditions(pod: dict[str, Any]) -> dict[str, str]:
+    """A pod's conditions as type -> status ("True", "False", "Unknown")."""
+    return {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+
+
 def awaiting_gate(pod: dict[str, Any]) -> bool:
     """Containers ready (the model answers its warm-up) but not yet admitted to the Service. Only a pod
     that declares the gate waits at it (an export Job's pod does not)."""
@@ -62,7 +67,7 @@ def awaiting_gate(pod: dict[str, Any]) -> bool:
     gates = {g.get("conditionType") for g in (pod.get("spec") or {}).get("readinessGates") or []}
     if VERIFIED_GATE not in gates:
         return False
-    conditions = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+    conditions = pod_conditions(pod)
     return conditions.get("ContainersReady") == "True" and conditions.get(VERIFIED_GATE) != "True"
 
 

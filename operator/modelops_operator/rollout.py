@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from . import kube
-from .gate import awaiting_gate, pod_version
+from .gate import awaiting_gate, pod_conditions, pod_version
 from .manifests import VERIFIED_GATE, selector_string
 
 
@@ -56,7 +56,7 @@ def pod_milestone(pod: dict[str, Any]) -> int:
     and counting its restartCount would let it hold off the deadline forever (Kubernetes' own
     Deployment deadline does not count restarts either)."""
     status = pod.get("status") or {}
-    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    conditions = pod_conditions(pod)
     containers = status.get("containerStatuses") or []
     if conditions.get(VERIFIED_GATE) == "True":
         return 4

@@ -264,8 +264,7 @@ def _inconclusive(reason: str, message: str) -> analysis.Verdict:
 async def serving_pod(w: StatusWriter) -> dict[str, Any] | None:
     """A ready, admitted pod of the verified target (status.lastGood): the version being replaced."""
     for pod in await kube.list_objects("v1", "Pod", w.namespace, selector_string(w.name)):
-        conditions = {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
-        if (gate.of_verified_target(pod, w.status) and conditions.get("Ready") == "True"
+        if (gate.of_verified_target(pod, w.status) and gate.pod_conditions(pod).get("Ready") == "True"
                 and not pod["metadata"].get("deletionTimestamp") and (pod.get("status") or {}).get("podIP")):
             return pod
     return None
