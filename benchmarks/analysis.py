@@ -29,7 +29,6 @@ import contextlib
 import json
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -50,8 +49,9 @@ from benchmarks.rollout import (  # noqa: E402  (needs ROOT on sys.path)
     environment,
     kubectl,
     log,
-    log_tails,
     pod_reachable_registry,
+    quiet_libraries,
+    run_bench,
     settled_at,
     start_operator,
     table,
@@ -249,24 +249,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet-wait", type=float, default=600)
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    import logging
-    import warnings
-
-    warnings.simplefilter("ignore")
-    for name in ("mlflow", "alembic", "torch", "onnxscript", "urllib3"):
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_libraries()
     report: dict = {"settings": {k: v for k, v in vars(args).items() if k != "out"},
                     "targets": {"verdict_after_candidate_ready_s": TARGET_VERDICT_S,
                                 "false_rejects_of_20": TARGET_FALSE_REJECTS, "extra_apply_to_ready_s": TARGET_COST_S}}
-    started = time.time()
-    with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-verdicts-")))
-        try:
-            bench(args, report, stack, tmp)
-        except BaseException:
-            log_tails(tmp)
-            raise
-    report["seconds"] = round(time.time() - started, 1)
+    run_bench(bench, args, report, "bench-verdicts-")
     rows = summarize(report)
     text = table(rows)
     report["summary"], report["table"] = rows, text.splitlines()

@@ -13,6 +13,9 @@ served by every server from the same file, this measures with one load generator
             per protocol
   overload  the MLP from `--overload-connections` vs 32 connections: admitted (200) against
             rejected (503 + Retry-After) requests, admitted throughput and p99
+  drift     the one-row MLP from `--clients` connections, drift counting off (no reference) against on
+            (`--reference`, a decile profile of 1,000 rows like the example's), JSON and gRPC, in
+            `--drift-rounds` alternating pairs
 
 Each server is one process with one worker; every row reports req/s, rows/s, p50/p99 latency, the
 server process tree's CPU time per request (/proc, read at the edges of the measured window), and how
@@ -65,6 +68,7 @@ RESULTS = ROOT / "benchmarks" / "results" / "inference.json"
 INPUT, OUTPUT = "input", "probabilities"
 GRPC_PORT_FLAG = "--grpc-port"
 ADMISSION_FLAG = "--max-queue-depth"  # 503 + Retry-After past this many requests in the server
+REFERENCE_FLAG = "--reference"  # the drift reference; without one, no drift counting
 PROTOCOLS = ("json", "binary", "grpc")
 SERVERS = ("inprocess", "floors", "modelops", "mlserver", "kserve", "mlflow")
 LABELS = {
@@ -300,14 +304,72 @@ def modelops_env(inference_src: Path) -> dict:
 
 
 @contextlib.contextmanager
-def modelops(b: Bench, model: BenchModel, batching: bool, flags: set[str]) -> Iterator[servers.Server]:
+def modelops(b: Bench, model: BenchModel, batching: bool, flags: set[str], extra: tuple[str, ...] = (),
+             log: str = "") -> Iterator[servers.Server]:
     grpc_flag = GRPC_PORT_FLAG if GRPC_PORT_FLAG in flags else None
     port = free_port()
     with servers.modelops_serve(sys.executable, modelops_env(b.args.inference_src), model.onnx_path, model.name, port,
-                                b.log(f"modelops-{model.name}-{'on' if batching else 'off'}"), batching=batching,
+                                b.log(log or f"modelops-{model.name}-{'on' if batching else 'off'}"), batching=batching,
                                 grpc_flag=grpc_flag, grpc_port=free_port() if grpc_flag else None,
-                                extra=shlex.split(b.args.serve_args)) as server:
+                                extra=[*extra, *shlex.split(b.args.serve_args)]) as server:
         yield server
+
+
+def drift_reference(model: BenchModel, path: Path, rows: int = 1000) -> Path:
+    """A `modelops.reference/v1` profile of rows drawn like the example row's (standard normal): interior
+    deciles per column and the rows per bin, as training writes it."""
+    x = np.random.default_rng(1).normal(size=(rows, model.example.reshape(1, -1).shape[1]))
+    features = []
+    for j, column in enumerate(x.T):
+        edges = np.unique(np.quantile(column, np.linspace(0.1, 0.9, 9)))
+        counts = np.bincount(np.searchsorted(edges, column, side="right"), minlength=edges.size + 1)
+        features.append({"name": f"x{j}", "edges": edges.tolist(), "counts": counts.tolist()})
+    path.write_text(json.dumps({"format": "modelops.reference/v1", "rows": rows, "features": features,
+                                "predictions": {"classes": ["0", "1"], "counts": [rows // 2, rows - rows // 2]}}))
+    return path
+
+
+def drift_count_us(model: BenchModel, reference: Path, runs: int = 20000) -> float:
+    """Microseconds the server's drift counter spends per one-row run (its `observe` plus its share of the
+    folds), in this process: the overhead without the noise of a shared machine's req/s."""
+    from modelops_inference.drift import Drift, read_reference
+    from modelops_inference.protocol import TensorSpec
+
+    counter = Drift(read_reference(reference), TensorSpec(INPUT, "FP32", (-1, model.example.shape[1])))
+    inputs = [{INPUT: model.example.copy()} for _ in range(256)]
+    best = float("inf")
+    for _ in range(5):
+        started = time.perf_counter()
+        for i in range(runs):
+            counter.observe(inputs[i & 255])
+        counter.fold()
+        best = min(best, (time.perf_counter() - started) / runs)
+    return round(best * 1e6, 2)
+
+
+def bench_drift(b: Bench, m: BenchModel, flags: set[str]) -> None:
+    """The one-row MLP with drift counting off (no reference beside the model) and on (`--reference`): both
+    servers up at once and measured in turn, `--drift-rounds` times, so slow changes in the machine's other
+    load hit both alike; each round's on run is compared with that round's off run."""
+    a = b.args
+    keys = dict(scenario="drift", model=m.name, server="modelops", clients=a.clients, rows=1)
+    if REFERENCE_FLAG not in flags:
+        b.record(keys | {"protocol": "json", "drift": "on"}, status="unsupported",
+                 reason=f"unsupported by this server build: modelops-serve has no {REFERENCE_FLAG} flag")
+        return
+    path = drift_reference(m, b.workdir / "reference-mlp.json")
+    reference, count_us = (REFERENCE_FLAG, str(path)), drift_count_us(m, path)
+    with b.guard(keys | {"protocol": "json", "drift": "off"}), contextlib.ExitStack() as stack:
+        running = {drift: stack.enter_context(modelops(b, m, True, flags, extra, f"modelops-{m.name}-drift-{drift}"))
+                   for drift, extra in (("off", ()), ("on", reference))}
+        for round_ in range(1, a.drift_rounds + 1):
+            for protocol in ("json", "grpc"):
+                for drift, s in running.items():
+                    missing = grpc_missing(s) if protocol == "grpc" else None
+                    b.load_run(keys | {"protocol": protocol, "drift": drift, "round": round_}, s,
+                               v2_load(protocol, s, m, 1), m.expected(1), missing)
+                    if drift == "on" and b.runs[-1].get("status") == "ok":
+                        b.runs[-1]["drift_count_us_per_run"] = count_us
 
 
 def grpc_missing(server: servers.Server) -> str | None:
@@ -441,7 +503,10 @@ def bench(args) -> list[dict]:
             keys = dict(scenario="one_row", model=m.name, protocol="in process", clients=1, rows=1)
             b.record(keys | {"server": "inprocess"}, bench_onnxruntime(m, args.seconds, args.warmup))
             b.record(keys | {"server": "torch"}, bench_torch(m, args.seconds, args.warmup))
-        answers = bench_modelops(b, m, flags) if "modelops" in args.servers else {}
+        own = {"one_row", "rows", "batching", "overload"} & set(args.scenarios)
+        answers = bench_modelops(b, m, flags) if "modelops" in args.servers and own else {}
+        if "drift" in args.scenarios and "modelops" in args.servers and m.name == "mlp":
+            bench_drift(b, m, flags)
         if "one_row" in args.scenarios:
             if "floors" in args.servers:
                 bench_floors(b, m, answers)
@@ -472,6 +537,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rows", type=ints, default=[16, 64, 256], help="rows per request in the CNN rows scenario")
     p.add_argument("--rows-clients", type=int, default=8, help="connections in the rows scenario")
     p.add_argument("--overload-connections", type=int, default=1000, help="connections in the overload run")
+    p.add_argument("--drift-rounds", type=int, default=3, help="off/on pairs in the drift scenario")
     p.add_argument("--client-processes", type=int, default=1, help="load generator processes per run")
     p.add_argument("--loadgen", choices=("auto", "go", "python"), default="auto",
                    help="load generator: Go (benchmarks/serving/loadgen_go, built on first use) or Python")

@@ -754,6 +754,32 @@ def bench(args: argparse.Namespace, report: dict, stack: contextlib.ExitStack, t
     report["disturbed_by"] = {name: monitor.during(*span) for name, span in sections.items()}
 
 
+def quiet_libraries() -> None:
+    """A benchmark prints its own progress: the libraries' warnings and INFO lines would bury it."""
+    import logging
+    import warnings
+
+    warnings.simplefilter("ignore")
+    for name in ("mlflow", "alembic", "torch", "onnxscript", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run_bench(bench, args: argparse.Namespace, report: dict, prefix: str) -> None:
+    """`bench(args, report, stack, tmp)` with a temp dir and an exit stack that removes what it started
+    (processes, namespaces), also on failure, the logs' tails printed first; report["seconds"] its time."""
+    started = time.time()
+    with contextlib.ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+        try:
+            bench(args, report, stack, tmp)
+        except BaseException:
+            log_tails(tmp)  # before the temp dir and the processes go
+            raise
+        finally:
+            log("cleaning up")
+    report["seconds"] = round(time.time() - started, 1)
+
+
 def log_tails(tmp: Path) -> None:
     for path in sorted(tmp.glob("**/*.log")):
         print(f"--- {path.relative_to(tmp)}, last lines ---\n{path.read_text()[-4000:]}", file=sys.stderr)
@@ -771,27 +797,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quiet-wait", type=float, default=600, help="max seconds to wait for other test runs")
     p.add_argument("--out", type=Path, default=RESULTS)
     args = p.parse_args(argv)
-    import logging
-    import warnings
-
-    warnings.simplefilter("ignore")
-    for name in ("mlflow", "alembic", "torch", "onnxscript", "urllib3"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    started = time.time()
+    quiet_libraries()
     shown = {k: v for k, v in vars(args).items() if k != "out"}
     report: dict = {"settings": shown,
                     "targets": {"apply_to_ready_s": TARGET_READY_S, "failed_check_to_old_serving_s": TARGET_ROLLBACK_S,
                                 "failed_or_broken_requests": 0}}
-    with contextlib.ExitStack() as stack:
-        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-rollout-")))
-        try:
-            bench(args, report, stack, tmp)
-        except BaseException:
-            log_tails(tmp)  # before the temp dir and the processes go
-            raise
-        finally:
-            log("cleaning up")
-    report["seconds"] = round(time.time() - started, 1)
+    run_bench(bench, args, report, "bench-rollout-")
     report["environment"]["machine"]["load_avg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     rows = summarize(report)
     text = table(rows)

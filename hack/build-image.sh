@@ -57,6 +57,16 @@ case "${2:-}" in
       step "$image is up to date (inputs $inputs)"
       exit 0
     fi
+    # Built from these inputs under another tag (make images' :dev, the tests' :test): the same image,
+    # tagged instead of built again (the wheel server's port is a build arg: docker's layer cache misses,
+    # and the training image took 200 s per test run)
+    same=$(docker images -q --no-trunc --filter "label=modelops.inputs=$inputs")
+    if [[ -n "$same" ]]; then
+      docker tag "${same%%$'\n'*}" "$image"
+      [[ -n "$old" ]] && { docker image rm "$old" >/dev/null 2>&1 || true; }  # untagged now, unless in use
+      step "$image tagged from the image of the same inputs ($inputs)"
+      exit 0
+    fi
     build() {
       context "Dockerfile.$component" constraints.txt "${sources[@]}" |
         docker build -q -f "Dockerfile.$component" --build-arg "BASE_IMAGE=$BASE_IMAGE" \

@@ -2,7 +2,7 @@
 .PHONY: chart-lint chart-template dashboards chart-test chart-cluster-test helm3
 
 CHART_NAMESPACE ?= modelops-system
-MONITORING_APIS := --api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PodMonitor --api-versions monitoring.coreos.com/v1/PrometheusRule
+MONITORING_APIS := --api-versions monitoring.coreos.com/v1/ServiceMonitor --api-versions monitoring.coreos.com/v1/PodMonitor --api-versions monitoring.coreos.com/v1/PrometheusRule --api-versions monitoring.coreos.com/v1alpha1/AlertmanagerConfig
 
 chart-lint: setup ## helm lint --strict the chart with default, all-on and namespaced values
 	@.tools/bin/helm lint --strict charts/modelops

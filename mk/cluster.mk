@@ -27,3 +27,7 @@ rollout-bench: ## apply -> Ready, failed check -> rollback, operator cost at idl
 .PHONY: analysis-bench
 analysis-bench: ## behaviour verdicts on the local cluster: bad versions refused, honest retrains accepted, cost (needs make images)
 	@.venv/bin/python benchmarks/analysis.py
+
+.PHONY: canary-bench
+canary-bench: ## canary releases through the Gateway: apply -> 100 % with the default steps, injected 5xx -> abort (needs make images)
+	@.venv/bin/python benchmarks/canary.py

@@ -1,5 +1,6 @@
 """Helpers shared by the test suites and benchmarks (plain functions, not fixtures): a free local
-port, polling until something holds, and a real `mlflow server` process."""
+port, polling until something holds, a real `mlflow server` process, and the local cluster's shared
+Gateway."""
 
 from __future__ import annotations
 
@@ -16,6 +17,30 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+@dataclass(frozen=True)
+class GatewayRef:
+    """A Gateway (and optionally one of its listeners) as an HTTPRoute's parentRef names it."""
+
+    namespace: str
+    name: str
+    section_name: str = ""
+
+    @property
+    def env(self) -> str:
+        """The form of the operator's MODELOPS_GATEWAY (the chart's operator.gateway): namespace/name[/sectionName]."""
+        return "/".join(p for p in (self.namespace, self.name, self.section_name) if p)
+
+    @property
+    def parent_ref(self) -> dict[str, str]:
+        ref = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "namespace": self.namespace, "name": self.name}
+        return {**ref, "sectionName": self.section_name} if self.section_name else ref
+
+
+# the local cluster's shared Gateway (hack/cluster/manifests/traefik.yaml): its listener "web" is Traefik's
+# web entry point, so routes answer on the ingress port (MODELOPS_INGRESS_PORT, 30080)
+SHARED_GATEWAY = GatewayRef("kube-system", "modelops", "web")
 
 
 def free_port() -> int:

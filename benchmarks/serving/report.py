@@ -9,16 +9,18 @@ A run record is a dict with the keys of `KEYS` plus, when measured (`status` "ok
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from statistics import median
 
 from benchmarks.serving.stats import ratio
 
-KEYS = ("scenario", "model", "server", "protocol", "clients", "rows", "batching")
+KEYS = ("scenario", "model", "server", "protocol", "clients", "rows", "batching", "drift", "round")
 
 SCENARIOS = {
     "one_row": "one-row requests (ratio: req/s ÷ modelops-serve JSON's)",
     "rows": "multi-row requests, CNN (ratio: rows/s ÷ modelops-serve JSON's at the same rows)",
     "batching": "dynamic batching, one-row requests (ratio: rows/s ÷ the same protocol with batching off)",
     "overload": "overload, one-row requests (ratio: admitted req/s ÷ the run with the fewest connections)",
+    "drift": "drift counting, one-row MLP requests (ratio: req/s ÷ the same protocol with drift off)",
 }
 
 
@@ -41,6 +43,9 @@ def reference(runs: list[dict], run: dict) -> tuple[dict | None, str]:
     if s == "batching":
         return find(runs, scenario=s, model=run["model"], server=run["server"], protocol=run["protocol"],
                     batching="off"), "rows_per_s"
+    if s == "drift":
+        return find(runs, scenario=s, model=run["model"], server=run["server"], protocol=run["protocol"],
+                    drift="off", round=run.get("round")), "req_per_s"
     if s == "overload":
         return find(runs, scenario=s, model=run["model"], server=run["server"], protocol=run["protocol"],
                     clients=min(r["clients"] for r in runs if r["scenario"] == s)), "req_per_s"
@@ -160,9 +165,43 @@ def target_overload(runs: list[dict], within: float = 0.10, p99_ms: float = 50.0
                   + ("" if admission else "; this server build has no admission control (--max-queue-depth)"))
 
 
+def target_drift(runs: list[dict], overhead: float = 0.05) -> Target:
+    """Judged on the median over rounds of each round's on/off req/s ratio, per protocol; the CPU per request
+    ratio is shown beside it (steadier than req/s when other work shares the cores)."""
+    goal = (f"one-row MLP: drift counting costs ≤ {overhead:.0%} of req/s (median of the rounds' on ÷ off "
+            f"≥ {1 - overhead:g}x, every protocol)")
+    found = []
+    for protocol in ("json", "binary", "grpc"):
+        pairs = []
+        for on in runs:
+            if on.get("status") == "ok" and (on["scenario"], on["model"], on["protocol"], on.get("drift")) == (
+                    "drift", "mlp", protocol, "on"):
+                off = find(runs, scenario="drift", model="mlp", server=on["server"], protocol=protocol, drift="off",
+                           round=on.get("round"))
+                x = ratio(on["req_per_s"], off and off["req_per_s"])
+                cpu = ratio(on.get("server_cpu_us_per_req"), off and off.get("server_cpu_us_per_req"))
+                if x is not None:
+                    pairs.append((x, cpu))
+        if pairs:
+            cpus = [c for _, c in pairs if c is not None]
+            found.append((protocol, median([x for x, _ in pairs]), median(cpus) if cpus else None, len(pairs)))
+    if not found:
+        return Target("drift_overhead", goal, "N/A", _status(runs, scenario="drift"))
+    detail = ", ".join(f"{p} {x:.3f}x req/s" + (f" ({c:.3f}x CPU µs/req)" if c is not None else "")
+                       + f" over {n} round{'s' if n > 1 else ''}" for p, x, c, n in found)
+    counting = [r for r in runs if r["scenario"] == "drift" and r.get("drift_count_us_per_run") is not None]
+    offs = [r["server_cpu_us_per_req"] for r in runs if r["scenario"] == "drift" and r.get("drift") == "off"
+            and r["protocol"] == "json" and r.get("status") == "ok" and r.get("server_cpu_us_per_req")]
+    if counting and offs:
+        us, cpu = counting[0]["drift_count_us_per_run"], median(offs)
+        detail += (f"; counting alone, in process: {us:.2f} µs per one-row run = {us / cpu:.1%} of the json off "
+                   f"runs' {cpu:.0f} µs server CPU per request")
+    return Target("drift_overhead", goal, _verdict(all(x >= 1 - overhead for _, x, _, _ in found)), detail)
+
+
 def targets(runs: list[dict], admission: bool = True) -> list[Target]:
     return [target_mlserver(runs), target_binary(runs), target_batching(runs, "mlp"), target_batching(runs, "cnn"),
-            target_cpu(runs), target_overload(runs, admission=admission)]
+            target_cpu(runs), target_overload(runs, admission=admission), target_drift(runs)]
 
 
 def targets_json(found: list[Target]) -> list[dict]:
@@ -225,4 +264,8 @@ def table(runs: list[dict], labels: dict[str, str], found: list[Target]) -> str:
 
 
 def _suffix(r: dict) -> str:
-    return f", batching {r['batching']}" if r.get("batching") and r["scenario"] == "batching" else ""
+    if r.get("batching") and r["scenario"] == "batching":
+        return f", batching {r['batching']}"
+    if r.get("drift") and r["scenario"] == "drift":
+        return f", drift {r['drift']}" + (f", round {r['round']}" if r.get("round") else "")
+    return ""

@@ -6,12 +6,11 @@
 #   pause    the pod sandbox's program, from C (hack/cluster/pause.c)
 # Each build's duration is kept next to the binary (NAME.seconds).
 source "$(dirname "$0")/../lib.sh"
-source "$ROOT/hack/cluster/versions.sh"
+source "$ROOT/hack/cluster/env.sh"
 
-export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build" GOTOOLCHAIN=local GOFLAGS=-mod=mod
+go_caches # static binaries (CGO off): they also run in FROM-scratch images
 # metrics-server v0.8.0 is served by the proxy but missing from sum.golang.org; go.sum pins its hash.
 export GONOSUMDB=sigs.k8s.io/metrics-server
-export CGO_ENABLED=0 # static binaries: they also run in FROM-scratch images
 
 # build_go OUT MODULE_DIR PACKAGE LDFLAGS
 build_go() {
@@ -37,9 +36,4 @@ for what in ${BUILD:-kube traefik}; do
     traefik) build_go "$(traefik_bin)" "$ROOT/hack/cluster/traefik" github.com/traefik/traefik/v3/cmd/traefik "$(traefik_ldflags)" ;;
   esac
 done
-# The binaries are the cache (keyed by version): Go's module and build caches (~10 GB for
-# Kubernetes) are only worth their disk while building, and the images built next need it.
-if ((${built:-0})); then
-  go clean -cache -modcache
-  step "Go's build and module caches cleaned ($(disk_free) disk free)"
-fi
+if ((${built:-0})); then go_caches_done --unless-monitoring-next; fi

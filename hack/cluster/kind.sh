@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CLUSTER=kind make cluster-up|cluster-down: the path for users with internet access.
 # Creates a kind cluster from hack/kind.yaml, then installs metrics-server and Traefik (public
-# images) configured like the local cluster's: Traefik answers Ingresses on host port 30080.
+# images) configured like the local cluster's: Traefik answers Ingresses and the Gateway
+# kube-system/modelops (Gateway API CRDs from hack/cluster/gateway-api.sh) on host port 30080.
 # Untested on the project's offline machines (no registry there to pull kind's node image from).
 source "$(dirname "$0")/../lib.sh"
 source "$ROOT/hack/cluster/versions.sh"
@@ -14,6 +15,8 @@ case "${1:-up}" in
     kubectl apply -f "https://github.com/kubernetes-sigs/metrics-server/releases/download/$METRICS_SERVER_VERSION/components.yaml"
     kubectl -n kube-system patch deployment metrics-server --type=json \
       -p '[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--kubelet-insecure-tls"}]'
+    # the Gateway API's CRDs first: the Traefik manifest holds its GatewayClass and Gateway
+    bash "$ROOT/hack/cluster/gateway-api.sh" install
     # the local cluster's Traefik manifest, on Traefik's public image
     sed -e "s|@TRAEFIK_IMAGE@|docker.io/traefik:${TRAEFIK_VERSION}|" -e 's|imagePullPolicy: Never|imagePullPolicy: IfNotPresent|' \
       -e 's|@INGRESS_PORT@|30080|g' -e 's|@PING_PORT@|30081|g' "$ROOT/hack/cluster/manifests/traefik.yaml" | kubectl apply -f -

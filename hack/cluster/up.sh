@@ -2,7 +2,8 @@
 # make cluster-up: a real single-node Kubernetes on this machine, built from the Go module proxy.
 #   etcd + kube-apiserver + kube-controller-manager + kube-scheduler + kubelet + kube-proxy run as
 #   host processes (one multi-call binary); Debian's containerd/runc/CNI plugins run the pods;
-#   CoreDNS, metrics-server and Traefik (ingress) run as pods from images built here.
+#   CoreDNS, metrics-server and Traefik (ingress, Gateway API) run as pods from images built here;
+#   the Gateway API's standard-channel CRDs come from the Go module sigs.k8s.io/gateway-api.
 # TLS everywhere, RBAC + Node authorization, service accounts. Admin kubeconfig: .data/cluster/kubeconfig.
 # With KUBECONFIG set to another cluster (or CLUSTER=existing|kind), it uses that cluster instead.
 source "$(dirname "$0")/../lib.sh"
@@ -34,6 +35,16 @@ mkdir -p "$C" && echo "${MODELOPS_CLUSTER_OWNER:-}" >"$C/owner" # see down.sh --
 # --- binaries and images ----------------------------------------------------------------------
 has_addon traefik || export BUILD=kube
 bash "$ROOT/hack/cluster/build.sh"
+# The monitoring stack (monitoring.sh up) builds after the cluster's own binaries (it reuses their Go
+# caches) and installs as soon as the cluster can take it, in the background: only its wait at the end is
+# on this script's path, and MODELOPS_MONITORING_WAIT=0 (make test, make demo) leaves it to `monitoring.sh
+# ensure`, after the project's images.
+if [[ "$MONITORING" != 0 ]]; then
+  mkdir -p "$LOGS"
+  MODELOPS_PARENT_PID=$$ bash "$ROOT/hack/cluster/monitoring.sh" up >"$LOGS/monitoring.log" 2>&1 &
+  monitoring_job=$! && echo "$monitoring_job" >"$C/monitoring.pid"
+fi
+bash "$ROOT/hack/cluster/gateway-api.sh" fetch
 KUBE=$(kube_bin)
 mkdir -p "$C"/{bin,etcd,kubelet,pod-logs,cni/net.d,cni/ipam,cni/cache,containerd} "$PKI" "$LOGS" "$PIDS" "$RUN_DIR"
 for c in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy; do ln -sf "$KUBE" "$C/bin/$c"; done
@@ -142,6 +153,9 @@ imageGCLowThresholdPercent: 99
 evictionHard: {memory.available: 100Mi, nodefs.available: "0%", imagefs.available: "0%", nodefs.inodesFree: "0%"}
 serializeImagePulls: false
 maxPods: 110
+# a pod's mounted ConfigMaps and Secrets follow changes within ~10 s instead of up to a minute: the configs
+# the Prometheus Operator generates for Prometheus and Alertmanager reach them that fast
+syncFrequency: 10s
 YAML
 
 cat >"$C/kube-proxy.yaml" <<YAML
@@ -196,6 +210,9 @@ start kube-apiserver "$C/bin/kube-apiserver" \
   --requestheader-username-headers X-Remote-User --enable-aggregator-routing \
   --profiling=false --event-ttl 30m
 wait_up 90 kube-apiserver kubectl get --raw /readyz
+# the Gateway API's CRDs (~8 s to create and establish) install while the rest of the node comes up
+bash "$ROOT/hack/cluster/gateway-api.sh" install >"$LOGS/gateway-api.log" 2>&1 &
+gateway_api=$!
 
 common=(--authentication-kubeconfig "$PKI/ITEM.kubeconfig" --authorization-kubeconfig "$PKI/ITEM.kubeconfig"
   --kubeconfig "$PKI/ITEM.kubeconfig" --bind-address 127.0.0.1 --leader-elect=false --profiling=false
@@ -220,7 +237,9 @@ t_ready=$((SECONDS - t_start))
 step "node $NODE_NAME Ready after ${t_ready} s"
 
 # --- add-ons: CoreDNS, metrics-server, Traefik -------------------------------------------------
-step "add-ons: $ADDONS (Traefik ingress on host port $INGRESS_PORT)"
+wait "$gateway_api" || die "the Gateway API CRDs did not install: see ${LOGS#"$ROOT"/}/gateway-api.log
+$(tail -20 "$LOGS/gateway-api.log")"
+step "add-ons: $ADDONS (Traefik ingress and the Gateway kube-system/modelops on host port $INGRESS_PORT)"
 render() {
   sed -e "s|@KUBE_IMAGE@|$(kube_image)|g" -e "s|@TRAEFIK_IMAGE@|$(traefik_image)|g" -e "s|@DNS_IP@|$DNS_IP|g" \
     -e "s|@INGRESS_PORT@|$INGRESS_PORT|g" -e "s|@PING_PORT@|$((INGRESS_PORT + 1))|g" -e "s|@NODE_NAME@|$NODE_NAME|g" "$@"
@@ -233,9 +252,19 @@ done
 has_addon metrics-server && wait_for 120 "the metrics API (metrics-server)" kubectl get --raw /apis/metrics.k8s.io/v1beta1/nodes
 echo "$INGRESS_PORT" >"$C/ingress-port"
 t_all=$((SECONDS - t_start))
-echo "{\"node_ready_s\": $t_ready, \"all_ready_s\": $t_all}" >"$C/up-times.json"
+t_monitoring=null
+if [[ -n "${monitoring_job:-}" && "${MODELOPS_MONITORING_WAIT:-1}" != 0 ]]; then
+  step "waiting for the monitoring stack (log: ${LOGS#"$ROOT"/}/monitoring.log; MODELOPS_MONITORING=0 skips it)"
+  wait "$monitoring_job" || die "the monitoring stack did not come up: see ${LOGS#"$ROOT"/}/monitoring.log
+$(tail -20 "$LOGS/monitoring.log")"
+  t_monitoring=$((SECONDS - t_start))
+fi
+echo "{\"node_ready_s\": $t_ready, \"all_ready_s\": $t_all, \"monitoring_ready_s\": $t_monitoring}" >"$C/up-times.json"
 
-step "cluster up in ${t_all} s (node Ready after ${t_ready} s)"
+monitoring_note=""
+if [[ -n "${monitoring_job:-}" && "$t_monitoring" == null ]]; then monitoring_note=", the monitoring stack installing in the background"
+elif [[ -n "${monitoring_job:-}" ]]; then monitoring_note=", monitoring stack after ${t_monitoring} s"; fi
+step "cluster up in ${t_all} s (node Ready after ${t_ready} s$monitoring_note)"
 kubectl get nodes -o wide
 echo "--- $KUBECONFIG_OUT (keys redacted here; the file holds them):"
 kubectl config view --minify
@@ -243,6 +272,8 @@ cat <<MSG
 
   export KUBECONFIG=$KUBECONFIG_OUT
   ingress (Traefik):  http://127.0.0.1:$INGRESS_PORT/
+  Gateway API:        Gateway kube-system/modelops, listener web (HTTPRoutes), on the same port
   load an image:      hack/load-image.sh IMAGE      (or: make images)
   stop:               make cluster-down
 MSG
+if [[ -n "${monitoring_job:-}" ]]; then bash "$ROOT/hack/cluster/monitoring.sh" urls; fi

@@ -6,11 +6,13 @@ validation and response bodies, the binary tensor data extension, the checks gRP
 (every v2 datatype in JSON and raw bytes), `grpc_protocol` (v2 gRPC messages to and from arrays),
 `grpc_descriptor` (the compiled grpc_predict_v2.proto), `errors` (the one error table), `runtime`
 (fetch, verify, open and warm up the onnxruntime session), `batching` (dynamic batching and the model
-thread), `admission` (the queue-depth limit every front end shares), `metrics` (Prometheus), `logging`
+thread), `admission` (the queue-depth limit every front end shares), `metrics` (Prometheus),
+`predictions` (the model's answers counted by top-1 class and score, per model run), `drift` (its
+inputs counted per bin of the training reference, per model run), `logging`
 (JSON logs), `http` (uvicorn protocol tweak), `server` (ASGI app, lifespan, graceful shutdown),
 `grpc_server` (the gRPC and health services on the same loop and runner), `sample` (the bounded record
-of recent inputs the operator replays), `sample_server` (its own token-guarded port) and `cli`
-(`modelops-serve`).
+of recent inputs the operator replays), `sample_server` (its own token-guarded port), `faults`
+(`--fault-error-rate`, test only) and `cli` (`modelops-serve`).
 """
 
 import os

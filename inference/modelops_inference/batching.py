@@ -28,6 +28,10 @@ Arrays = dict[str, np.ndarray]
 RunFn = Callable[[Arrays], Arrays]
 # Called after every model run with (rows, requests merged, seconds).
 Observer = Callable[[int, int, float], None]
+# Called once per model run with the inputs and the outputs of the rows handed back to callers (callers that
+# went away meanwhile left out): where answers and the inputs they answer are counted, once per batch and
+# not once per request.
+Answered = Callable[[Arrays, Arrays], None]
 
 
 @dataclass
@@ -70,9 +74,10 @@ class Runner:
     """
 
     def __init__(self, run: RunFn, observe: Observer | None = None, threads: int = 1,
-                 inline_below_s: float = 0.0):
+                 inline_below_s: float = 0.0, answered: Answered | None = None):
         self._run = run
         self._observe = observe or (lambda rows, requests, seconds: None)
+        self._answered = answered or (lambda inputs, outputs: None)
         self._executor = ThreadPoolExecutor(threads, thread_name_prefix="model-run")
         self.inline_below_s = inline_below_s
         self.seconds_per_row: float | None = None  # unknown until the first run, which goes to the thread
@@ -88,6 +93,7 @@ class Runner:
     async def submit(self, inputs: Arrays) -> Arrays:
         outputs = await self._execute(inputs)
         self._observe(next(iter(inputs.values())).shape[0], 1, self._last_run_s)
+        self._answered(inputs, outputs)
         return outputs
 
     async def _execute(self, inputs: Arrays) -> Arrays:
@@ -107,8 +113,8 @@ class Batcher(Runner):
     """Merges concurrent requests into model runs of at most `max_batch_size` rows."""
 
     def __init__(self, run: RunFn, max_batch_size: int, max_delay_s: float, observe: Observer | None = None,
-                 inline_below_s: float = 0.0):
-        super().__init__(run, observe, threads=1, inline_below_s=inline_below_s)
+                 inline_below_s: float = 0.0, answered: Answered | None = None):
+        super().__init__(run, observe, threads=1, inline_below_s=inline_below_s, answered=answered)
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self._items: collections.deque[_Item] = collections.deque()
@@ -215,12 +221,26 @@ class Batcher(Runner):
             for item in batch:
                 await self._run_batch([item])
             return
-        start = 0
+        start, gone = 0, []
         for item in batch:
             end = start + item.rows
-            if not item.future.done():
+            if item.future.done():
+                gone.append(slice(start, end))
+            else:
                 item.future.set_result({n: a[start:end] for n, a in outputs.items()})
             start = end
+        if gone:
+            keep = _kept(rows, gone)
+            inputs, outputs = {n: a[keep] for n, a in inputs.items()}, {n: a[keep] for n, a in outputs.items()}
+        self._answered(inputs, outputs)
+
+
+def _kept(rows: int, gone: list[slice]) -> np.ndarray:
+    """A mask of a run's rows without those of callers that went away during the run."""
+    keep = np.ones(rows, bool)
+    for rows_gone in gone:
+        keep[rows_gone] = False
+    return keep
 
 
 def _fail(item: _Item, error: BaseException) -> None:

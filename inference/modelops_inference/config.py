@@ -43,6 +43,8 @@ class ServerConfig:
     drain_seconds: float = 0.0
     graceful_timeout_seconds: float = 30.0
     load_attempts: int = 3
+    # The training profile drift is counted against (`drift.py`); empty: reference.json beside the model.
+    reference: str = ""
     log_level: str = "info"
     # The input sample (`sample.py`): its own port (0: off), the operator's bearer token (environment only,
     # never a flag, which `ps` would show; empty: off) and its bounds.
@@ -54,6 +56,9 @@ class ServerConfig:
     # copy per input), so one in ten keeps the average under 1 % of a served request's CPU (~150 us for a
     # one-row MLP over HTTP); the 256 rows still refill within a few thousand requests of any traffic.
     sample_rate: float = 0.1
+    # Test only: this fraction of inference requests is failed on purpose (HTTP 500, gRPC INTERNAL), so
+    # tests can give a canary a known error rate (`faults.py`). 0: off; never set it in production.
+    fault_error_rate: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.model_uri:
@@ -79,6 +84,8 @@ class ServerConfig:
         if self.grpc and self.grpc_port == self.port:
             raise ValueError(f"--grpc-port and --port are both {self.port}; gRPC needs a port of its own")
         self._check_sample()
+        if not 0 <= self.fault_error_rate <= 1:
+            raise ValueError(f"--fault-error-rate must be a fraction from 0 to 1 (0: off), got {self.fault_error_rate}")
 
     def _check_sample(self) -> None:
         if not 0 <= self.replay_port < 65536:
@@ -157,6 +164,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="")
     add("--model-dir", "writable directory MLflow artifacts are downloaded into (default: a temp dir)",
         default="")
+    add("--reference", "modelops.reference/v1 profile (path or MLflow URI) the served inputs are counted against "
+        "for drift (default: reference.json beside the model file; none found: no drift series)", default="")
     add("--load-attempts", "tries to fetch the model before giving up (transient MLflow errors)", int)
 
     add("--host", "address to bind")
@@ -183,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--sample-rows", "most input rows the sample holds (oldest evicted)", int)
     add("--sample-bytes", "most bytes of input rows the sample holds (oldest evicted)", int)
     add("--sample-rate", "fraction of successful inference requests whose rows are recorded", float)
+    add("--fault-error-rate", "TEST ONLY, never in production: fraction of inference requests answered with "
+        "an injected HTTP 500 / gRPC INTERNAL, exactly (0.05: every 20th) (0: off)", float)
     add("--log-level", "debug logs one line per request", choices=["debug", "info", "warning", "error"])
     return p
 

@@ -1,7 +1,8 @@
 """Every failure the server reports, as named exceptions mapped to HTTP status codes in one table.
 
 Handlers raise these; the server turns them into `{"error": "..."}` responses with the status from
-`STATUS_CODES`, so a client always gets a 4xx naming what was wrong rather than a 500. gRPC answers the
+`STATUS_CODES`, so a client always gets a 4xx naming what was wrong rather than a 500 (the one 500 in the
+table is `InjectedFault`, a failure tests ask for). gRPC answers the
 same error with the status code `GRPC_CODES` gives that HTTP status, so one table decides both protocols
 (and a new error class needs one entry, not two).
 """
@@ -65,6 +66,11 @@ class ModelLoadError(InferenceError):
     """The model could not be fetched, verified, opened or warmed up (never sent to clients as-is)."""
 
 
+class InjectedFault(InferenceError):
+    """A request failed on purpose by `--fault-error-rate` (tests only): the one named error that is a 500,
+    so it is counted and alerted on like any server error."""
+
+
 STATUS_CODES: dict[type[InferenceError], int] = {
     InvalidInput: 400,
     Unauthorized: 401,
@@ -77,6 +83,7 @@ STATUS_CODES: dict[type[InferenceError], int] = {
     ModelNotReady: 503,
     Overloaded: 503,
     ModelLoadError: 503,
+    InjectedFault: 500,
 }
 
 
@@ -101,6 +108,7 @@ GRPC_CODES: dict[int, str] = {
     422: "INVALID_ARGUMENT",
     429: "RESOURCE_EXHAUSTED",
     499: "CANCELLED",
+    500: "INTERNAL",
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }

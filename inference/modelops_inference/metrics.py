@@ -22,10 +22,12 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
 from modelops_inference.admission import Admission
+from modelops_inference.drift import Drift
 from modelops_inference.errors import STATUS_CODES
+from modelops_inference.predictions import MAX_CLASSES, Predictions
 
 PREFIX = "modelops_inference_"
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -120,9 +122,18 @@ class Metrics:
         """Exposes how many rows the input sample holds (never what they hold), read at scrape time."""
         self.registry.register(_SampleCollector(rows, self._model))
 
+    def track_predictions(self, predictions: Callable[[], Predictions | None]) -> None:
+        """Exposes the class counts and top-1 score histogram `predictions()` holds (nothing while it is None:
+        loading, or a first output that is not counted), read at scrape time from its numpy arrays."""
+        self.registry.register(_PredictionCollector(predictions, self._model))
+
+    def track_drift(self, drift: Callable[[], Drift | None]) -> None:
+        """Exposes the served rows per reference bin of each input feature and the reference's own shares
+        (nothing while `drift()` is None: loading, no reference, or one that does not fit the model)."""
+        self.registry.register(_DriftCollector(drift, self._model))
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
-
 
 
 class _AdmissionCollector:
@@ -166,3 +177,66 @@ class _SampleCollector:
                                  labels=["model_name", "model_version"])
         held.add_metric(self._model, self._rows())
         return [held]
+
+
+class _PredictionCollector:
+    """Rows answered by predicted class and their top-1 scores: what a canary's pods are compared on."""
+
+    def __init__(self, predictions: Callable[[], Predictions | None], model: tuple[str, str]):
+        self._predictions = predictions
+        self._model = list(model)
+
+    def describe(self):
+        return list(self.collect())
+
+    def collect(self):
+        predictions = self._predictions()
+        if predictions is None:
+            return []
+        labels = ["model_name", "model_version"]
+        classes = CounterMetricFamily(
+            PREFIX + "predictions", "Rows answered successfully, by the top-1 class of the model's first output "
+            f"(argmax; a single column: 1 when >= 0.5, else 0; classes past {MAX_CLASSES - 1}: other).",
+            labels=[*labels, "class"])
+        for label, count in zip(predictions.class_labels(), predictions.class_counts(), strict=True):
+            classes.add_metric([*self._model, label], count)
+        score = HistogramMetricFamily(
+            PREFIX + "prediction_score", "Top-1 score of each row answered successfully (the largest probability; "
+            "a single column p: max(p, 1 - p)).", labels=labels)
+        score.add_metric(self._model, predictions.score_buckets(), predictions.total_score())
+        return [classes, score]
+
+
+class _DriftCollector:
+    """Served rows per reference bin of each feature, beside the reference's shares, from which the chart's
+    recording rules compute PSI per feature (and per predicted class, with predictions_total)."""
+
+    def __init__(self, drift: Callable[[], Drift | None], model: tuple[str, str]):
+        self._drift = drift
+        self._model = list(model)
+
+    def describe(self):
+        return list(self.collect())
+
+    def collect(self):
+        drift = self._drift()
+        if drift is None:
+            return []
+        labels = ["model_name", "model_version"]
+        bins = CounterMetricFamily(
+            PREFIX + "feature_bin", "Rows answered successfully by the reference bin (training deciles) their value "
+            "of the model's first input's feature fell in; non-finite values are not counted.",
+            labels=[*labels, "feature", "bin"])
+        ratios = GaugeMetricFamily(
+            PREFIX + "feature_reference_ratio", "Share of the reference (training) values of the feature in the bin.",
+            labels=[*labels, "feature", "bin"])
+        for (feature, b), count, share in zip(drift.series, drift.bin_counts(), drift.reference_ratios, strict=True):
+            bins.add_metric([*self._model, feature, b], count)
+            ratios.add_metric([*self._model, feature, b], share)
+        classes = GaugeMetricFamily(
+            PREFIX + "prediction_reference_ratio", "Share of the reference (training) rows the model predicted as "
+            "the class (labels as modelops_inference_predictions_total's).", labels=[*labels, "class"])
+        reference = drift.reference
+        for label, share in zip(reference.classes, reference.class_ratios, strict=True):
+            classes.add_metric([*self._model, label], share)
+        return [bins, ratios, classes]

@@ -26,6 +26,7 @@ from modelops_inference.protocol import TensorSpec
 from modelops_registry import client as registry
 from modelops_registry.errors import PERMANENT_CODES
 from modelops_registry.redact import redact_text
+from modelops_registry.reference import FILENAME as REFERENCE_FILE
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +118,11 @@ class ModelRuntime:
         self.outputs: list[TensorSpec] = []
         self.cross_row_ops: set[str] = set()
         self.session: ort.InferenceSession | None = None
+        # The drift reference found for the model (`drift.py`), or None and why not (`reference_note`).
+        self.reference_path: Path | None = None
+        self.reference_note = ""
         self._output_names: list[str] = []
+        self._download_dir = ""
         self._done = threading.Event()
 
     @property
@@ -150,6 +155,7 @@ class ModelRuntime:
             self._verify(path)
             self._open(path)
             self._warm_up()
+            self.reference_path, self.reference_note = self._locate_reference(path)
         except Exception as e:  # noqa: BLE001 - every failure must leave the server live and say why
             self.state = ModelState.FAILED
             self.reason = f"model failed to load: {e}"
@@ -174,7 +180,7 @@ class ModelRuntime:
             uri = uri[len("file://"):]
         if not uri.startswith(MLFLOW_SCHEMES):
             return find_onnx_file(Path(uri))
-        target = self.config.model_dir or tempfile.mkdtemp(prefix="modelops-model-")
+        target = self._download_dir = self.config.model_dir or tempfile.mkdtemp(prefix="modelops-model-")
         os.makedirs(target, exist_ok=True)
         attempts = max(1, self.config.load_attempts)
         for attempt in range(1, attempts + 1):
@@ -190,6 +196,33 @@ class ModelRuntime:
                                    "error": redact_text(str(e))})
                 time.sleep(min(2**attempt, 10))
         raise AssertionError("unreachable")
+
+    def _locate_reference(self, model: Path) -> tuple[Path | None, str]:
+        """`--reference` when given, else reference.json beside the model file: in its folder (a local
+        path, or a downloaded MLflow folder), else the artifact beside a remote file URI (the operator
+        passes the export's `runs:/<run>/onnx/<...>/model.onnx`). Never raises: a monitoring file must not
+        fail the load; why none was found is the note."""
+        uri = self.config.reference
+        if not uri:
+            if (model.parent / REFERENCE_FILE).is_file():
+                return model.parent / REFERENCE_FILE, str(model.parent / REFERENCE_FILE)
+            model_uri = self.config.model_uri.removeprefix("file://").rstrip("/")
+            if not (model_uri.startswith(MLFLOW_SCHEMES) and model_uri.endswith(".onnx")):
+                return None, f"no {REFERENCE_FILE} beside {model} and no --reference"
+            uri = model_uri.rsplit("/", 1)[0] + "/" + REFERENCE_FILE
+        try:
+            path = self._fetch_reference(uri)
+        except Exception as e:  # noqa: BLE001 - MLflow raises many types for a missing artifact
+            why = redact_text(str(e)).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            return None, f"cannot fetch {uri}: {why}"
+        return (path, uri) if path.is_file() else (None, f"{uri} is not a file")
+
+    def _fetch_reference(self, uri: str) -> Path:
+        """A local path as is; an MLflow URI downloaded (once: the model just came from the same server)."""
+        uri = uri.removeprefix("file://")
+        if not uri.startswith(MLFLOW_SCHEMES):
+            return Path(uri)
+        return Path(_download(uri, tempfile.mkdtemp(prefix="reference-", dir=self._download_dir or None)))
 
     def _verify(self, path: Path) -> None:
         self.sha256 = sha256_file(path)

@@ -30,9 +30,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from modelops_inference import protocol
+from modelops_inference import drift, protocol
 from modelops_inference.admission import Admission
-from modelops_inference.batching import Batcher, Runner
+from modelops_inference.batching import Answered, Batcher, Runner
 from modelops_inference.config import ServerConfig
 from modelops_inference.errors import (
     InferenceError,
@@ -45,10 +45,13 @@ from modelops_inference.errors import (
     UnsupportedMediaType,
     status_code,
 )
+from modelops_inference.faults import FaultInjector
 from modelops_inference.http import CoalescingHttpToolsProtocol
 from modelops_inference.metrics import CONTENT_TYPE, Metrics
+from modelops_inference.predictions import Predictions, not_countable_reason
 from modelops_inference.runtime import PLATFORM, ModelRuntime
 from modelops_inference.sample import InputSample
+from modelops_registry.reference import InvalidReference
 
 log = logging.getLogger("modelops_inference.server")
 JSON = "application/json"
@@ -93,6 +96,17 @@ class ModelServer:
         # and only when `--replay-port` and a token are set.
         self.sample: InputSample | None = None
         self.metrics.track_sample(lambda: len(self.sample) if self.sample is not None else 0)
+        # The model's answers by class and score (`predictions.py`): created once its first output is known.
+        self.predictions: Predictions | None = None
+        self.metrics.track_predictions(lambda: self.predictions)
+        # Its inputs counted per reference bin (`drift.py`): created once the model and its reference are known.
+        self.drift: drift.Drift | None = None
+        self.metrics.track_drift(lambda: self.drift)
+        self.faults = FaultInjector(config.fault_error_rate) if config.fault_error_rate else None
+        if self.faults is not None:
+            log.warning(f"--fault-error-rate {config.fault_error_rate}: this fraction of inference requests is "
+                        "answered with an injected HTTP 500 / gRPC INTERNAL (test only, never in production)",
+                        extra={"event": "fault_injection_on", "fault_error_rate": config.fault_error_rate})
         self.draining = False
         self._overload_logged_at = -OVERLOAD_LOG_SECONDS
         self._overload_logged_count = 0
@@ -116,6 +130,8 @@ class ModelServer:
         await loaded.wait()
         if not self.runtime.ready:
             return
+        self.predictions = self._make_predictions()
+        self.drift = self._make_drift()
         runner = self._make_runner()
         await runner.start()
         c = self.config
@@ -128,16 +144,61 @@ class ModelServer:
         self.runner = runner
         self.metrics.model_loaded(self.runtime.sha256, PLATFORM, self.runtime.load_seconds)
 
+    def _make_predictions(self) -> Predictions | None:
+        first = self.runtime.outputs[0]
+        reason = not_countable_reason(first)
+        if reason is not None:
+            log.info(f"predictions not counted: {reason}", extra={"event": "predictions_not_counted"})
+            return None
+        return Predictions(first)
+
+    def _make_drift(self) -> drift.Drift | None:
+        """The drift counter, or None (one log line saying why): no reference found, or one that is invalid or
+        does not fit the model. Never an error: serving must not fail for a monitoring file."""
+        path, note = self.runtime.reference_path, self.runtime.reference_note
+        if path is None:
+            log.info(f"drift not counted: {note}", extra={"event": "drift_off", "reason": note})
+            return None
+        try:
+            reference = drift.read_reference(path)
+        except InvalidReference as e:
+            reason = f"{note}: {e}"
+        else:
+            first = self.runtime.inputs[0]
+            reason = drift.not_countable_reason(first, reference)
+            if reason is None:
+                log.info(f"drift counted: input '{first.name}', {len(reference.features)} features from {note}",
+                         extra={"event": "drift_on", "reference": note, "features": len(reference.features)})
+                return drift.Drift(reference, first)
+            reason = f"{note}: {reason}"
+        log.warning(f"drift not counted: {reason}", extra={"event": "drift_off", "reason": reason})
+        return None
+
+    def _answered(self) -> Answered | None:
+        """What the runner calls once per model run with the rows it answered: the prediction and drift counters."""
+        predictions, counted = self.predictions, self.drift
+        if predictions is not None and counted is not None:
+            def both(inputs, outputs):
+                predictions.observe(outputs)
+                counted.observe(inputs)
+            return both
+        if predictions is not None:
+            return lambda inputs, outputs: predictions.observe(outputs)
+        if counted is not None:
+            return lambda inputs, outputs: counted.observe(inputs)
+        return None
+
     def _make_runner(self) -> Runner:
         c = self.config
         inline_below_s = c.inline_below_ms / 1000
+        answered = self._answered()
         reason = self.runtime.unbatchable_reason
         if c.batching and reason is None:
             return Batcher(self.runtime.run, c.max_batch_size, c.max_batch_delay_ms / 1000,
-                           self.metrics.observe_run, inline_below_s=inline_below_s)
+                           self.metrics.observe_run, inline_below_s=inline_below_s, answered=answered)
         if c.batching:
             log.warning(f"batching off: {reason}", extra={"event": "batching_unsupported"})
-        return Runner(self.runtime.run, self.metrics.observe_run, inline_below_s=inline_below_s)
+        return Runner(self.runtime.run, self.metrics.observe_run, inline_below_s=inline_below_s, answered=answered)
 
     def drain(self) -> None:
         """Fail readiness from now on; requests keep being served until the listener closes."""
@@ -188,8 +249,11 @@ class ModelServer:
             self._overload_logged_at, self._overload_logged_count = now, rejected
 
     async def infer(self, runner: Runner, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """The one path every front end's inference takes: the run, then (it succeeded, so these are inputs
-        the model accepts) an offer to the input sample."""
+        """The one path every front end's inference takes: an injected fault when `--fault-error-rate` says
+        so (before the run, so its rows are never counted as answered), the run, then (it succeeded, so these
+        are inputs the model accepts) an offer to the input sample."""
+        if self.faults is not None and self.faults.due():
+            raise self.faults.fault()
         outputs = await runner.submit(inputs)
         if self.sample is not None:
             self.sample.offer(inputs)
@@ -229,19 +293,34 @@ class InferenceApp:
         started = time.perf_counter()
         path = scope["path"]
         if (match := INFER_PATH.match(path)) is not None:
-            endpoint, status = "infer", await self._inference(scope, receive, send, match, v2=True)
+            endpoint, answer = "infer", self._inference(scope, receive, send, match, v2=True)
         elif (match := PREDICT_PATH.match(path)) is not None:
-            endpoint, status = "predict", await self._inference(scope, receive, send, match, v2=False)
+            endpoint, answer = "predict", self._inference(scope, receive, send, match, v2=False)
         else:
-            endpoint, status = await self._api(scope, receive, send)
+            endpoint, answer = "", self._api(scope, receive, send)
+        # Counted even when the request ends in an exception: a task uvicorn cancels (its graceful timeout
+        # passed) as 499, like a gRPC call cancelled, anything else as the 500 the client got.
+        status = 500
+        try:
+            status = await answer
+        except asyncio.CancelledError:
+            status = 499
+            raise
+        finally:
+            if not endpoint:
+                route = scope.get("route")
+                endpoint = getattr(route, "name", None) or "unmatched"
+            self._observe(scope, endpoint, status, started)
+
+    def _observe(self, scope, endpoint: str, status: int, started: float) -> None:
         seconds = time.perf_counter() - started
         self.server.metrics.observe_request(endpoint, status, seconds)
         if log.isEnabledFor(logging.DEBUG):
-            log.debug("request", extra={"event": "request", "method": scope["method"], "path": path,
+            log.debug("request", extra={"event": "request", "method": scope["method"], "path": scope["path"],
                                         "endpoint": endpoint, "status": status,
                                         "duration_ms": round(seconds * 1000, 3)})
 
-    async def _api(self, scope, receive, send) -> tuple[str, int]:
+    async def _api(self, scope, receive, send) -> int:
         status = 500
 
         async def send_status(message):
@@ -251,8 +330,7 @@ class InferenceApp:
             await send(message)
 
         await self.api(scope, receive, send_status)
-        route = scope.get("route")
-        return getattr(route, "name", None) or "unmatched", status
+        return status
 
     async def _inference(self, scope, receive, send, match: re.Match, v2: bool) -> int:
         admission = self.server.admission

@@ -7,7 +7,7 @@ import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from .exports import JobSettings
+from .exports import JobSettings, strip_userinfo
 
 
 def _flag(value: str | None, default: bool) -> bool:
@@ -32,6 +32,11 @@ class OperatorConfig:
     # Secret; without it a random key per process: pods started by an earlier process then refuse the
     # sample (their token differs) and replays use the evaluation set alone until the pods are replaced.
     replay_key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
+    # The Gateway an HTTPRoute attaches to when spec.gateway names none (MODELOPS_GATEWAY,
+    # "<namespace>/<name>[/<sectionName>]"), as a Gateway API parentRef.
+    gateway: dict[str, str] | None = None
+    # The Bearer token Alertmanager sends to POST /webhooks/alertmanager; None: that endpoint answers 503.
+    alert_webhook_token: str | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -55,8 +60,15 @@ class OperatorConfig:
             allowed_tracking_uris=tuple(u.strip() for u in env.get("MODELOPS_ALLOWED_TRACKING_URIS", "").split(",")
                                         if u.strip()),
             ingress_domain=env.get("MODELOPS_INGRESS_DOMAIN", "").strip().strip(".") or None,
+            gateway=parent_ref(env.get("MODELOPS_GATEWAY", "")),
+            alert_webhook_token=env.get("MODELOPS_ALERT_WEBHOOK_TOKEN", "").strip() or None,
             **({"replay_key": env["MODELOPS_REPLAY_KEY"].encode()} if env.get("MODELOPS_REPLAY_KEY") else {}),
         )
+
+    def pod_tracking_uri(self, spec_tracking_uri: str | None) -> str | None:
+        """The MLflow tracking URI the pods we start (inference, export and retrain Jobs) get: the spec's,
+        else the one pods reach (MODELOPS_POD_TRACKING_URI), else the operator's; never with user:password@."""
+        return strip_userinfo(spec_tracking_uri or self.mlflow_proxy_uri or self.tracking_uri)
 
     def allows(self, tracking_uri: str | None) -> bool:
         """Whether the operator may contact `tracking_uri` (None: its own). Compared by scheme, host,
@@ -66,6 +78,16 @@ class OperatorConfig:
             return True
         allowed = [u for u in (self.tracking_uri, self.mlflow_proxy_uri, *self.allowed_tracking_uris) if u]
         return _normal(tracking_uri) in {_normal(u) for u in allowed}
+
+
+def parent_ref(value: str) -> dict[str, str] | None:
+    """MODELOPS_GATEWAY as a parentRef; None when unset. A malformed value stops the operator at start-up."""
+    if not value.strip():
+        return None
+    parts = value.strip().split("/")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise ValueError(f"MODELOPS_GATEWAY={value!r}: expected <namespace>/<name> or <namespace>/<name>/<sectionName>")
+    return {"namespace": parts[0], "name": parts[1], **({"sectionName": parts[2]} if len(parts) == 3 else {})}
 
 
 def _normal(uri: str) -> tuple:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from .manifests import pod_security_context
+from .manifests import job_container_security_context, owner_reference, pod_security_context
 from .spec import ModelDeploymentSpec
 
 RESULT_PATH = "/dev/termination-log"
@@ -121,12 +121,7 @@ def job(name: str, namespace: str, md: ModelDeploymentSpec, version: str, digest
         # the exporter writes its result (or its error) here; an OOM kill leaves the log's tail instead
         "terminationMessagePath": RESULT_PATH,
         "terminationMessagePolicy": "FallbackToLogsOnError",
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "readOnlyRootFilesystem": True,
-            "runAsNonRoot": True,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": job_container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
     if md.model.credentials_secret:
@@ -181,12 +176,6 @@ def failed_before(job: dict[str, Any], started_at: float | None) -> bool:
                 datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp() if stamp else 0.0)
             return when < started_at
     return False
-
-
-def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
-    meta = owner["metadata"]
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
-            "controller": False, "blockOwnerDeletion": False}
 
 
 def joined_owners(existing: list[dict] | None, owner: dict[str, Any]) -> list[dict] | None:

@@ -22,7 +22,10 @@ from .manifests import (
     HTTP_PORT,
     MODEL_VERSION_ANNOTATION,
     TARGET_HASH_ANNOTATION,
+    TRACK_LABEL,
     VERIFIED_GATE,
+    canary_name,
+    owner_of,
     selector_string,
     serving_pods_selector,
 )
@@ -49,14 +52,35 @@ def serves(pod: dict[str, Any], target_hash: str | None, version: str | None) ->
 
 
 def of_verified_target(pod: dict[str, Any], status: dict[str, Any] | None) -> bool:
-    """The pod serves the target that last passed its checks (status.lastGood)."""
+    """The pod serves the target that last passed its checks (status.lastGood), or it is a pod of the
+    running canary, whose target passed them when the canary's first pods were admitted."""
     last_good = (status or {}).get("lastGood") or {}
+    if (pod["metadata"].get("labels") or {}).get(TRACK_LABEL) == "canary":
+        return pod_target_hash(pod) is not None and pod_target_hash(pod) == running_canary_hash(status)
     return serves(pod, verified_hash(last_good), last_good.get("modelVersion"))
+
+
+def running_canary_hash(status: dict[str, Any] | None) -> str | None:
+    """The target hash of the canary this attempt runs and admitted (canary.py records it at each
+    step), or None: none, another attempt's, or one that ended."""
+    status = status or {}
+    record = status.get("canary") or {}
+    if record.get("ended") or record.get("attempt") != (status.get("attempt") or {}).get("key"):
+        return None
+    return record.get("targetHash")
 
 
 def pod_conditions(pod: dict[str, Any]) -> dict[str, str]:
     """A pod's conditions as type -> status ("True", "False", "Unknown")."""
     return {c.get("type"): c.get("status") for c in (pod.get("status") or {}).get("conditions") or []}
+
+
+async def serving_pods(namespace: str, deployment: str, status: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The pods of `deployment` that take traffic now: Ready (so admitted), not terminating, with an
+    IP; with `status`, only those of its verified target (of_verified_target)."""
+    pods = await kube.list_objects("v1", "Pod", namespace, selector_string(deployment))
+    return [p for p in pods if pod_conditions(p).get("Ready") == "True" and not p["metadata"].get("deletionTimestamp")
+            and (p.get("status") or {}).get("podIP") and (status is None or of_verified_target(p, status))]
 
 
 def awaiting_gate(pod: dict[str, Any]) -> bool:
@@ -92,8 +116,10 @@ async def sweep(namespace: str, name: str, status: dict[str, Any] | None) -> int
     was verifying (an HPA scale-up, an eviction) get no later event of their own, so they are swept
     after phase changes and periodically (handlers.sweep_forever) rather than waiting for one."""
     admitted = 0
-    for pod in await kube.list_objects("v1", "Pod", namespace, selector_string(name)):
-        admitted += await admit_verified(pod, status)
+    names = [name, canary_name(name)] if running_canary_hash(status) else [name]
+    for deployment in names:
+        for pod in await kube.list_objects("v1", "Pod", namespace, selector_string(deployment)):
+            admitted += await admit_verified(pod, status)
     return admitted
 
 
@@ -104,7 +130,7 @@ async def sweep_all(namespace: str | None) -> int:
     for pod in await kube.list_objects("v1", "Pod", namespace, serving_pods_selector()):
         if awaiting_gate(pod):
             meta = pod["metadata"]
-            waiting.setdefault((meta["namespace"], meta["labels"]["app.kubernetes.io/instance"]), []).append(pod)
+            waiting.setdefault((meta["namespace"], owner_of(meta["labels"])), []).append(pod)
     admitted = 0
     for (ns, name), pods in waiting.items():
         owner = await kube.get(f"{kube.GROUP}/{kube.VERSION}", "ModelDeployment", name, ns)
@@ -114,12 +140,15 @@ async def sweep_all(namespace: str | None) -> int:
 
 
 async def admit_pods(name: str, namespace: str, target: ServingTarget, cases: list[SmokeCase] | None,
-                     smoke: SmokeSpec, judge: Callable[[dict[str, Any]], Awaitable[None]] | None = None) -> str | None:
-    """Check and admit every waiting pod of `target`; the evidence of the first pod that fails.
+                     smoke: SmokeSpec, judge: Callable[[dict[str, Any]], Awaitable[None]] | None = None,
+                     model: str | None = None) -> str | None:
+    """Check and admit every waiting pod of `target` among the pods of Deployment `name`; the evidence
+    of the first pod that fails.
 
     `cases` None admits without checks: a restored last good target passed them when it shipped.
     `judge` runs for each pod that passed its checks, before its gate opens (the behaviour verdict,
-    verdicts.ReplayJudge): it raises to keep the gate closed.
+    verdicts.ReplayJudge): it raises to keep the gate closed. `model`: the name the pods serve the
+    model under, when it is not `name` (a canary's pods serve the ModelDeployment's).
     """
     version = target.model_version
     for pod in await kube.list_objects("v1", "Pod", namespace, selector_string(name)):
@@ -129,7 +158,7 @@ async def admit_pods(name: str, namespace: str, target: ServingTarget, cases: li
             await open_gate(pod, "LastGoodVersion", f"version {version} passed its smoke checks when it shipped")
             continue
         base_url = f"http://{pod['status']['podIP']}:{HTTP_PORT}"
-        result = await run_smoke(base_url, name, cases, smoke, version=version, settle_seconds=0)
+        result = await run_smoke(base_url, model or name, cases, smoke, version=version, settle_seconds=0)
         if not result.ok(smoke.min_success_rate):
             return f"pod {pod['metadata']['name']}: {result.evidence()}"
         if judge is not None:

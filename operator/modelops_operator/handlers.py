@@ -10,16 +10,17 @@ import kopf
 
 from modelops_registry import redact_uri
 
-from . import alias, gate, http_server, kube, metrics
+from . import alias, gate, http_server, kube, metrics, retrain, retraining
 from .config import OperatorConfig
-from .manifests import MANAGED_LABELS, SERVING_POD_LABELS, managed_selector, serving_pods_selector
+from .manifests import MANAGED_LABELS, SERVING_POD_LABELS, managed_selector, owner_of, serving_pods_selector
 from .peering import Peering
 from .reconcile import reconcile
 
 GROUP, VERSION, PLURAL = kube.GROUP, kube.VERSION, kube.PLURAL
 PREFIX = "modelops.io"
-PODS, DEPLOYMENTS = ("", "v1", "pods"), ("apps", "v1", "deployments")
-WATCH_SELECTORS = {PODS: serving_pods_selector(), DEPLOYMENTS: managed_selector()}
+PODS, DEPLOYMENTS, JOBS = ("", "v1", "pods"), ("apps", "v1", "deployments"), ("batch", "v1", "jobs")
+# retrain Jobs only: export Jobs are followed by the reconcile that started them (exporting.py)
+WATCH_SELECTORS = {PODS: serving_pods_selector(), DEPLOYMENTS: managed_selector(), JOBS: retrain.RETRAIN_LABEL}
 SWEEP_SECONDS = 30.0
 
 
@@ -62,6 +63,21 @@ async def stop(memo: kopf.Memo, **_) -> None:
     await asyncio.gather(*memo.tasks, return_exceptions=True)
 
 
+# Registered before the reconcile, so a trigger is acted on before a long rollout step of the same object.
+@kopf.on.resume(GROUP, VERSION, PLURAL)
+@kopf.on.create(GROUP, VERSION, PLURAL)
+@kopf.on.update(GROUP, VERSION, PLURAL)
+async def retrain_on_trigger(body, spec, status, logger, memo: kopf.Memo, **_) -> None:
+    """A retrain request (plugin) or alert (webhook) annotation not acted on yet: start a Job or refuse."""
+    await retraining.act_on_triggers(body, spec, status, logger, memo.config)
+
+
+@kopf.on.event(*JOBS, labels={retrain.RETRAIN_LABEL: kopf.PRESENT})
+async def follow_retrain_jobs(body, **_) -> None:
+    """A retrain Job ended (or the operator started and lists it): RetrainSucceeded/RetrainFailed, once."""
+    await retraining.job_changed(dict(body))
+
+
 @kopf.on.resume(GROUP, VERSION, PLURAL)
 @kopf.on.create(GROUP, VERSION, PLURAL)
 @kopf.on.update(GROUP, VERSION, PLURAL)
@@ -83,7 +99,7 @@ async def admit_serving_pods(body, **_) -> None:
     if not gate.awaiting_gate(body):
         return
     meta = body["metadata"]
-    name = meta["labels"]["app.kubernetes.io/instance"]
+    name = owner_of(meta["labels"])
     owner = await kube.get(f"{GROUP}/{VERSION}", "ModelDeployment", name, meta["namespace"])
     await gate.sweep(meta["namespace"], name, (owner or {}).get("status"))
 
@@ -104,7 +120,8 @@ async def sweep_forever(namespace: str | None, stopped: asyncio.Event, logger: l
 @kopf.on.event(*DEPLOYMENTS, labels=MANAGED_LABELS)
 async def mirror_replicas(body, **_) -> None:
     """Copy the Deployment's replica counts to its ModelDeployment (printer columns, scale)."""
-    owners = [o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == "ModelDeployment"]
+    owners = [o for o in body["metadata"].get("ownerReferences") or [] if o.get("kind") == "ModelDeployment"
+              and o.get("name") == body["metadata"]["name"]]  # the stable Deployment's, not a canary's
     if not owners:
         return
     status = body.get("status") or {}

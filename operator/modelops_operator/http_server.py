@@ -1,4 +1,4 @@
-"""The operator's own HTTP server: Prometheus metrics and MLflow webhooks."""
+"""The operator's own HTTP server: Prometheus metrics, MLflow webhooks and Alertmanager notifications."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import asyncio
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import alias, metrics
+from . import alias, metrics, retraining
 from .config import OperatorConfig
-from .webhooks import WebhookRejected, alias_event, verify
+from .webhooks import WebhookRejected, alias_event, firing_targets, verify, verify_bearer
 
 
 def payload_text(body: bytes) -> str:
@@ -38,9 +38,26 @@ def make_app(config: OperatorConfig, namespace: str | None) -> web.Application:
         metrics.WEBHOOKS.labels("accepted").inc()
         return web.json_response({"accepted": True, "moved": moved})
 
+    async def alertmanager_view(request: web.Request) -> web.Response:
+        """Record a retrain trigger on each ModelDeployment a firing alert names (retraining.record_alerts);
+        the reconcile acts on it. Nothing is read or acted on before the token checks out."""
+        try:
+            verify_bearer(config.alert_webhook_token, request.headers.get("Authorization"))
+            targets = firing_targets(payload_text(await request.read()))
+        except WebhookRejected as exc:
+            metrics.ALERT_WEBHOOKS.labels("rejected").inc()
+            return web.json_response({"error": str(exc)}, status=exc.status)
+        try:
+            triggered, ignored = await retraining.record_alerts(targets, namespace)
+        except retraining.Unavailable as exc:  # Alertmanager retries a 5xx
+            return web.json_response({"error": str(exc)}, status=503)
+        metrics.ALERT_WEBHOOKS.labels("accepted").inc()
+        return web.json_response({"accepted": True, "triggered": triggered, "ignored": ignored})
+
     app = web.Application(client_max_size=1 << 20)
     app.router.add_get("/metrics", metrics_view)
     app.router.add_post("/webhooks/mlflow", webhook_view)
+    app.router.add_post("/webhooks/alertmanager", alertmanager_view)
     return app
 
 

@@ -15,7 +15,12 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import ConflictError, NotFoundError, UnprocessibleEntityError
+from kubernetes.dynamic.exceptions import (
+    ConflictError,
+    NotFoundError,
+    ResourceNotFoundError,
+    UnprocessibleEntityError,
+)
 
 FIELD_MANAGER = "modelops-operator"
 GROUP, VERSION, PLURAL = "modelops.io", "v1alpha1", "modeldeployments"
@@ -51,7 +56,12 @@ async def apply(obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
     admitted by the server, not stored."""
 
     def call():
-        res = _resource(obj["apiVersion"], obj["kind"])
+        try:
+            res = _resource(obj["apiVersion"], obj["kind"])
+        except ResourceNotFoundError as exc:  # e.g. an HTTPRoute on a cluster without the Gateway API
+            raise Invalid(f"the cluster serves no {obj['apiVersion']} {obj['kind']}: install its CRDs "
+                          f"(for HTTPRoute the Gateway API's standard channel) or remove the field that asks "
+                          f"for it (spec.gateway)") from exc
         try:
             return _dynamic().server_side_apply(
                 res, body=obj, field_manager=FIELD_MANAGER, force_conflicts=True,
@@ -87,10 +97,12 @@ async def create(obj: dict[str, Any]) -> dict[str, Any] | None:
 
 
 async def get(api_version: str, kind: str, name: str, namespace: str) -> dict[str, Any] | None:
+    """The object, or None when it is absent, or its kind is not served at all (no Gateway API CRDs:
+    no HTTPRoute of any name exists)."""
     def call():
         try:
             return _resource(api_version, kind).get(name=name, namespace=namespace).to_dict()
-        except NotFoundError:
+        except (NotFoundError, ResourceNotFoundError):
             return None
 
     return await asyncio.to_thread(call)

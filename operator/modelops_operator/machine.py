@@ -41,6 +41,19 @@ TRANSITIONS: dict[tuple[str, str], str] = {
     ("RollingOut", "InconclusiveRejected"): "settle",
     ("RollingOut", "AnalysisInconclusive"): "Held",
     ("Held", "Promoted"): "Exporting",
+    # canary releases (canary.py): the steps, then the stable Deployment moves to the version
+    ("Exporting", "CanaryStarted"): "Canary",
+    ("Canary", "CanaryPassed"): "RollingOut",
+    ("Canary", "Promoted"): "RollingOut",
+    ("Canary", "CanaryFailed"): "settle",
+    ("Canary", "AbortRequested"): "settle",
+    ("Canary", "RolloutFailed"): "settle",
+    ("Canary", "VerificationFailed"): "settle",
+    ("Canary", "BehaviourRegressed"): "settle",
+    ("Canary", "InconclusiveRejected"): "settle",
+    ("Canary", "Conflict"): "settle",
+    ("Canary", "AnalysisInconclusive"): "Held",
+    ("Held", "AbortRequested"): "settle",
 }
 # Events that apply in any phase: a new attempt (new generation or moved alias; an attempt still
 # running is superseded by it), and the ways an attempt ends before it exports anything.

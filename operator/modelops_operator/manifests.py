@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .spec import InvalidSpec, ModelDeploymentSpec
+from .spec import InvalidSpec, ModelDeploymentSpec, ParentRef
 from .target import ServingTarget
 
 HTTP_PORT = 8080
@@ -38,6 +38,25 @@ NO_KUBERNETES_DEADLINE = 2**31 - 1
 
 
 MANAGED_LABELS = {"app.kubernetes.io/managed-by": "modelops-operator"}
+# A canary's pods, beside app.kubernetes.io/instance=<name>-canary (so that neither the stable
+# Deployment's selector nor the Service <name> ever matches them).
+TRACK_LABEL = "modelops.io/track"
+GATEWAY_API = "gateway.networking.k8s.io/v1"
+
+
+def canary_name(name: str) -> str:
+    """The canary's Deployment, Service and pods' instance label. A ModelDeployment of that very name
+    would collide on them, and ownership.claim refuses the second one as a Conflict."""
+    return f"{name}-canary"
+
+
+def owner_of(pod_labels: dict[str, str]) -> str:
+    """The ModelDeployment a serving pod belongs to: its instance label, less a canary's suffix."""
+    instance = pod_labels["app.kubernetes.io/instance"]
+    if pod_labels.get(TRACK_LABEL) == "canary" and instance.endswith("-canary"):
+        return instance[: -len("-canary")]
+    return instance
+
 # every ModelDeployment's serving pods: an export Job's pods carry the managed-by label too, but no gate
 SERVING_POD_LABELS = {"app.kubernetes.io/name": "modelops-serve", **MANAGED_LABELS}
 
@@ -74,6 +93,25 @@ def managed_selector() -> str:
 
 def _meta(name: str, namespace: str) -> dict[str, Any]:
     return {"name": name, "namespace": namespace, "labels": labels(name)}
+
+
+def job_container_security_context() -> dict[str, Any]:
+    """Every Job container the operator creates (export, retrain): no privilege, a read-only root (its
+    writes go to a /tmp emptyDir), no capabilities."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def owner_reference(owner: dict[str, Any], *, controller: bool = False) -> dict[str, Any]:
+    """A reference to `owner` (a ModelDeployment) that never blocks its deletion; `controller` for an
+    object only it manages (a retrain Job), not for one several share (an export Job)."""
+    meta = owner["metadata"]
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
+            "controller": controller, "blockOwnerDeletion": False}
 
 
 def pod_security_context() -> dict[str, Any]:
@@ -204,9 +242,14 @@ def _ports(spec: ModelDeploymentSpec) -> list[dict[str, Any]]:
     return ports
 
 
-def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: ServingTarget) -> dict[str, Any]:
+def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: ServingTarget,
+               canary: bool = False) -> dict[str, Any]:
     """The inference Deployment, without spec.replicas: replicas are set apart (see rollout.scale)
-    so that applying a template never resets an HPA's or a user's scaling."""
+    so that applying a template never resets an HPA's or a user's scaling. The canary's is the same
+    template under canary_name(name), serving the model under the same name (the route sends one
+    URL to both)."""
+    obj_name = canary_name(name) if canary else name
+    pod_labels = {**labels(obj_name), **({TRACK_LABEL: "canary"} if canary else {})}
     container = {
         "name": "server",
         "image": target.image,
@@ -232,9 +275,9 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(name, namespace),
+        "metadata": _meta(obj_name, namespace),
         "spec": {
-            "selector": {"matchLabels": selector(name)},
+            "selector": {"matchLabels": selector(obj_name)},
             "progressDeadlineSeconds": NO_KUBERNETES_DEADLINE,
             "revisionHistoryLimit": 5,
             "strategy": {
@@ -246,7 +289,7 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
             },
             "template": {
                 "metadata": {
-                    "labels": labels(name),
+                    "labels": pod_labels,
                     "annotations": {
                         MODEL_VERSION_ANNOTATION: target.model_version,
                         TARGET_HASH_ANNOTATION: target.hash(),
@@ -271,7 +314,9 @@ def deployment(name: str, namespace: str, spec: ModelDeploymentSpec, target: Ser
     }
 
 
-def service(name: str, namespace: str, spec: ModelDeploymentSpec) -> dict[str, Any]:
+def service(name: str, namespace: str, spec: ModelDeploymentSpec, canary: bool = False) -> dict[str, Any]:
+    """The stable pods' Service (what in-cluster clients call, whatever the strategy), or the canary's."""
+    name = canary_name(name) if canary else name
     ports = [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]
     if spec.serving.grpc.enabled:
         ports.append({"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP",
@@ -362,6 +407,47 @@ def ingress(name: str, namespace: str, spec: ModelDeploymentSpec) -> dict[str, A
             "spec": body}
 
 
+def gateway_defaults(name: str, namespace: str, spec: ModelDeploymentSpec,
+                     default_parent: dict[str, str] | None, domain: str | None) -> ModelDeploymentSpec:
+    """The spec with spec.gateway's parentRefs and hostnames filled in (the operator's Gateway, the
+    Ingress's default host), so the HTTPRoute and the status URL agree."""
+    if spec.gateway is None:
+        return spec
+    gw = spec.gateway
+    update: dict[str, Any] = {}
+    if not gw.parent_refs:
+        if not default_parent:
+            raise InvalidSpec("spec.gateway.parentRefs is empty and the operator has no default Gateway: set "
+                              "spec.gateway.parentRefs, or the chart value operator.gateway (MODELOPS_GATEWAY)")
+        update["parent_refs"] = [ParentRef.model_validate(default_parent)]
+    if not gw.hostnames:
+        if not domain:
+            raise InvalidSpec("spec.gateway.hostnames is empty and the operator has no domain for the default "
+                              "<name>.<namespace>.<domain>: set spec.gateway.hostnames, or the chart value "
+                              "operator.ingressDomain (MODELOPS_INGRESS_DOMAIN)")
+        update["hostnames"] = [f"{name}.{namespace}.{domain}"]
+    return spec.model_copy(update={"gateway": gw.model_copy(update=update)}) if update else spec
+
+
+def http_route(name: str, namespace: str, spec: ModelDeploymentSpec, canary_weight: int = 0) -> dict[str, Any] | None:
+    """The HTTPRoute: all to the stable Service, or with the canary strategy `canary_weight` percent to
+    the canary's (a backendRef of weight 0 takes no request, so the canary's stays listed throughout)."""
+    if spec.gateway is None:
+        return None
+    backends = [{"name": name, "port": SERVICE_PORT, "weight": 100 - canary_weight}]
+    if spec.canary:
+        backends.append({"name": canary_name(name), "port": SERVICE_PORT, "weight": canary_weight})
+    parents = [{"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": p.name,
+                **({"namespace": p.namespace} if p.namespace else {}),
+                **({"sectionName": p.section_name} if p.section_name else {})} for p in spec.gateway.parent_refs]
+    return {
+        "apiVersion": GATEWAY_API, "kind": "HTTPRoute", "metadata": _meta(name, namespace),
+        "spec": {"parentRefs": parents, "hostnames": list(spec.gateway.hostnames),
+                 "rules": [{"matches": [{"path": {"type": "PathPrefix", "value": spec.gateway.path}}],
+                            "backendRefs": backends}]},
+    }
+
+
 def pdb(name: str, namespace: str, spec: ModelDeploymentSpec) -> dict[str, Any] | None:
     """Only with more than one replica: a PDB on a single pod would block node drains forever."""
     if spec.desired_replicas <= 1:
@@ -374,32 +460,44 @@ def pdb(name: str, namespace: str, spec: ModelDeploymentSpec) -> dict[str, Any] 
     }
 
 
-def children(name: str, namespace: str, spec: ModelDeploymentSpec, target: ServingTarget) -> list[dict]:
-    """Everything to apply for this spec and target, in apply order."""
+def children(name: str, namespace: str, spec: ModelDeploymentSpec, target: ServingTarget,
+             canary_weight: int = 0) -> list[dict]:
+    """Everything to apply for this spec and (stable) target, in apply order. A canary's Deployment is
+    not among them: it comes and goes with each canary (canary.py); its Service stays while the
+    strategy is canary, so the route never names a missing backend."""
     built = [
         deployment(name, namespace, spec, target),
         service(name, namespace, spec),
+        service(name, namespace, spec, canary=True) if spec.canary else None,
         hpa(name, namespace, spec),
         pdb(name, namespace, spec),
         ingress(name, namespace, spec),
+        http_route(name, namespace, spec, canary_weight),
     ]
     return [obj for obj in built if obj is not None]
 
 
-def absent_kinds(spec: ModelDeploymentSpec) -> list[str]:
-    """Optional children the spec no longer asks for, to delete if they exist."""
+def absent(name: str, spec: ModelDeploymentSpec) -> list[tuple[str, str, str]]:
+    """Optional children the spec no longer asks for, as (apiVersion, kind, name), to delete if they exist."""
     gone = []
     if not spec.autoscaling:
-        gone.append("HorizontalPodAutoscaler")
+        gone.append(("autoscaling/v2", "HorizontalPodAutoscaler", name))
     if spec.desired_replicas <= 1:
-        gone.append("PodDisruptionBudget")
+        gone.append(("policy/v1", "PodDisruptionBudget", name))
     if not spec.ingress:
-        gone.append("Ingress")
+        gone.append(("networking.k8s.io/v1", "Ingress", name))
+    if not spec.gateway:
+        gone.append((GATEWAY_API, "HTTPRoute", name))
+    if not spec.canary:
+        gone += [("apps/v1", "Deployment", canary_name(name)), ("v1", "Service", canary_name(name))]
     return gone
 
 
 def endpoint_url(name: str, namespace: str, spec: ModelDeploymentSpec) -> str:
-    """Where clients call the model; for a spec filled by with_ingress_host, the host it serves."""
+    """Where clients call the model; for a spec filled by with_ingress_host, the host it serves. Through
+    the Gateway when there is one (the only address a canary's share of traffic goes through)."""
+    if spec.gateway and spec.gateway.hostnames:
+        return f"http://{spec.gateway.hostnames[0]}{spec.gateway.path.rstrip('/')}/v2/models/{name}"
     if spec.ingress:
         scheme = "https" if spec.ingress.tls and spec.ingress.tls.secret_name else "http"
         host = spec.ingress.host or "<ingress-address>"

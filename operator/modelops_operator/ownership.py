@@ -64,25 +64,32 @@ def first_foreign(existing: list[dict[str, Any] | None], owner_uid: str) -> dict
     return next((obj for obj in existing if obj is not None and not is_ours(obj, owner_uid)), None)
 
 
-async def claim(objs: list[dict[str, Any]], owner_uid: str) -> None:
+async def claim(objs: list[dict[str, Any]], owner_uid: str, owner_name: str) -> None:
     """Read every child before any is applied; raise NotOurs when one of their names is taken, so an
-    attempt either applies all of its children or touches none."""
+    attempt either applies all of its children or touches none. `owner_name`: the ModelDeployment's
+    (a canary's children are named <name>-canary, their owner <name>)."""
     existing = [await kube.get(o["apiVersion"], o["kind"], o["metadata"]["name"], o["metadata"]["namespace"])
                 for o in objs]
     foreign = first_foreign(existing, owner_uid)
     if foreign is None:
         return
-    if of_predecessor(foreign, foreign["metadata"]["name"], owner_uid):  # children bear the MD's name
+    if of_predecessor(foreign, owner_name, owner_uid):
         raise kopf.TemporaryError(f"{foreign['kind']} {foreign['metadata']['name']} belongs to the deleted "
                                   "ModelDeployment of this name; waiting for the garbage collector",
                                   delay=GC_WAIT_SECONDS)
     raise NotOurs(foreign)
 
 
+async def owned(api_version: str, kind: str, name: str, namespace: str, owner_uid: str) -> dict[str, Any] | None:
+    """The child when it exists and we control it, else None."""
+    obj = await kube.get(api_version, kind, name, namespace)
+    return obj if obj is not None and is_ours(obj, owner_uid) else None
+
+
 async def delete_owned(api_version: str, kind: str, name: str, namespace: str, owner_uid: str) -> bool:
     """Delete a child only when we control it, with a UID precondition so a same-named object created
     between the read and the delete is never the one deleted. False when absent or not ours."""
-    obj = await kube.get(api_version, kind, name, namespace)
-    if obj is None or not is_ours(obj, owner_uid):
+    obj = await owned(api_version, kind, name, namespace, owner_uid)
+    if obj is None:
         return False
     return await kube.delete(api_version, kind, name, namespace, uid=obj["metadata"]["uid"])

@@ -2,13 +2,15 @@
 
     kubectl modelops status NAME              phase, versions, URL, conditions, the latest analysis verdict
     kubectl modelops history NAME             every rollout in status.history, one row each
-    kubectl modelops promote NAME [--version V]   accept the held (Inconclusive) version
+    kubectl modelops promote NAME [--version V]   accept the held (Inconclusive) or canary version
+    kubectl modelops abort NAME               stop a running or held canary (weight 0, scaled to zero)
     kubectl modelops rollback NAME --to V     pin spec.model.version to V (the alias is no longer followed)
+    kubectl modelops retrain NAME             start the spec.retrain Job now (refused in its cooldown)
 
 Standard library only, and it shells out to `kubectl` rather than using a client library, so that
 it honours the user's kubeconfig, context, credentials plugins and proxy exactly as kubectl does,
 and so the release can ship it as one file (``#!/usr/bin/env python3`` prepended). It imports
-nothing else from the operator. promote and rollback do not act themselves: they write the
+nothing else from the operator. promote, abort, rollback and retrain do not act themselves: they write the
 ``kubectl.modelops.io/request`` annotation (who asked, when, an id) and the operator acts and emits the
 Event naming who asked.
 """
@@ -31,6 +33,7 @@ RESOURCE = "modeldeployments.modelops.io"
 # diff, so a request there would never reach the operator's update handler.
 REQUEST_ANNOTATION = "kubectl.modelops.io/request"
 HELD_PHASE = "Held"
+CANARY_PHASE = "Canary"
 VERSION_PATTERN = re.compile(r"^[1-9][0-9]*$")  # the CRD's spec.model.version pattern
 HISTORY_FIELDS = ("version", "verdict", "reason", "phase", "startedAt", "finishedAt")
 MISSING = "-"
@@ -128,8 +131,26 @@ def format_status(obj: dict[str, Any]) -> str:
         f"Serving:    {text(status.get('modelVersion'))}",
         f"Target:     {text(status.get('targetModelVersion'))}",
         f"URL:        {text(status.get('url'))}",
-        "Analysis:",
     ]
+    canary = _dict(status.get("canary"))
+    if canary and status.get("phase") in (CANARY_PHASE, HELD_PHASE) and canary.get("version") == status.get(
+            "targetModelVersion"):
+        live = _dict(canary.get("analysis"))
+        steps = _dict(_dict(spec.get("rollout")).get("canary")).get("steps") or []
+        lines.append(f"Canary:     version {text(canary.get('version'))} at {text(canary.get('weight'))}% "
+                     f"(step {int(canary.get('step') or 0) + 1} of {len(steps) or '?'})")
+        if live:
+            lines.append(f"  Live:     {text(live.get('verdict'))} ({text(live.get('reason'))}): "
+                         f"{first_line(live.get('message'))}")
+    retrain = _dict(status.get("retrain"))
+    if retrain:
+        job, trig = _dict(retrain.get("lastJob")), _dict(retrain.get("lastTrigger"))
+        lines.append(f"Retrain:    last Job {text(job.get('name'))} ({text(job.get('result') or 'running')}), "
+                     f"next allowed {text(retrain.get('nextAllowedAt'))}")
+        if trig:
+            lines.append(f"  Trigger:  {text(trig.get('source'))} {text(trig.get('alert') or trig.get('by'))} at "
+                         f"{text(trig.get('at'))}: {text(trig.get('outcome'))}")
+    lines.append("Analysis:")
     if analysis:
         lines += [
             f"  Version:  {text(analysis.get('version') or status.get('targetModelVersion'))}"
@@ -173,24 +194,43 @@ def request(action: str, version: str, by: str) -> dict[str, str]:
     return {"action": action, "version": version, "by": by, "at": now_rfc3339(), "id": uuid.uuid4().hex}
 
 
-def promote_version(obj: dict[str, Any], asked: str | None) -> str:
-    """The version to promote, or Refused: only the held version, and only while it is held."""
+def target_version(obj: dict[str, Any], asked: str | None, done: str) -> str:
+    """The version a promote or abort is aimed at (`done`: "promoted", "aborted"), or Refused: only the
+    held or canary version, and only while it is held or its canary runs."""
+    phases = (HELD_PHASE, CANARY_PHASE)
     name = text(_dict(obj.get("metadata")).get("name"))
     status = _dict(obj.get("status"))
     phase = status.get("phase")
-    if phase != HELD_PHASE:
+    if phase not in phases:
         raise Refused(
-            f"{name} is in phase {phase or '(none: the operator has not reported yet)'}, not {HELD_PHASE}: only a "
-            f"held version (its analysis verdict Inconclusive) can be promoted. See `kubectl modelops status {name}`; "
-            f"to serve an earlier version instead, use `kubectl modelops rollback {name} --to VERSION`."
+            f"{name} is in phase {phase or '(none: the operator has not reported yet)'}, not {' or '.join(phases)}: "
+            f"only a held version (its analysis verdict Inconclusive) or a running canary can be {done}. "
+            f"See `kubectl modelops status {name}`; to serve an earlier version "
+            f"instead, use `kubectl modelops rollback {name} --to VERSION`."
         )
     held = status.get("targetModelVersion")
     if not held:
-        raise Refused(f"{name} is {HELD_PHASE} but its status names no targetModelVersion: pass --version V")
+        raise Refused(f"{name} is {phase} but its status names no targetModelVersion: pass --version V")
     if asked is not None and str(asked) != str(held):
-        raise Refused(f"{name} holds version {held}, not {asked}: only the held version can be promoted "
+        raise Refused(f"{name} is rolling out version {held}, not {asked}: only that version can be {done} "
                       f"(run again with --version {held}, or without --version)")
     return str(held)
+
+
+def promote_version(obj: dict[str, Any], asked: str | None) -> str:
+    return target_version(obj, asked, "promoted")
+
+
+def abort_version(obj: dict[str, Any], asked: str | None) -> str:
+    """Abort applies to a canary: a running one, or one held by its live verdict."""
+    status = _dict(obj.get("status"))
+    canary = _dict(status.get("canary"))
+    if status.get("phase") == HELD_PHASE and not (canary.get("weight") and
+                                                 canary.get("version") == status.get("targetModelVersion")):
+        name = text(_dict(obj.get("metadata")).get("name"))
+        raise Refused(f"{name} holds a version that never took traffic (no canary): nothing to abort; "
+                      f"`kubectl modelops rollback {name} --to VERSION` pins the version to serve")
+    return target_version(obj, asked, "aborted")
 
 
 def rollback_patch(obj: dict[str, Any], version: str, req: dict[str, str]) -> dict[str, Any]:
@@ -233,7 +273,34 @@ def cmd_promote(kube: Kubectl, args: argparse.Namespace) -> None:
     version = promote_version(obj, args.version)
     req = request("promote", version, requester(kube))
     kube.merge_patch(args.name, annotation_patch(obj, req))
-    print(f"modeldeployment/{args.name}: asked the operator to promote held version {version} (request {req['id']})")
+    print(f"modeldeployment/{args.name}: asked the operator to promote version {version} (request {req['id']})")
+
+
+def cmd_abort(kube: Kubectl, args: argparse.Namespace) -> None:
+    obj = kube.get(args.name)
+    version = abort_version(obj, args.version)
+    req = request("abort", version, requester(kube))
+    kube.merge_patch(args.name, annotation_patch(obj, req))
+    print(f"modeldeployment/{args.name}: asked the operator to abort the canary of version {version} "
+          f"(request {req['id']})")
+
+
+def retrain_request(obj: dict[str, Any], by: str) -> dict[str, str]:
+    """The retrain request, or Refused when the ModelDeployment has no spec.retrain. Cooldown and
+    maxConcurrent are the operator's to judge (Event RetrainSkipped): it knows the running Jobs."""
+    if not _dict(_dict(obj.get("spec")).get("retrain")):
+        name = text(_dict(obj.get("metadata")).get("name"))
+        raise Refused(f"{name} has no spec.retrain: add a spec.retrain.template (the training Job) to retrain it")
+    return request("retrain", str(_dict(obj.get("status")).get("modelVersion") or ""), by)
+
+
+def cmd_retrain(kube: Kubectl, args: argparse.Namespace) -> None:
+    obj = kube.get(args.name)
+    req = retrain_request(obj, requester(kube))
+    kube.merge_patch(args.name, annotation_patch(obj, req))
+    ns = f" -n {kube.namespace}" if kube.namespace else ""
+    print(f"modeldeployment/{args.name}: asked the operator to retrain (request {req['id']}); it starts a Job or "
+          f"says why not in an Event: kubectl get events{ns} --field-selector involvedObject.name={args.name}")
 
 
 def cmd_rollback(kube: Kubectl, args: argparse.Namespace) -> None:
@@ -251,7 +318,8 @@ def cmd_rollback(kube: Kubectl, args: argparse.Namespace) -> None:
               f"To follow {alias} again: kubectl patch modeldeployment {args.name}{ns} --type merge -p '{follow}'")
 
 
-COMMANDS = {"status": cmd_status, "history": cmd_history, "promote": cmd_promote, "rollback": cmd_rollback}
+COMMANDS = {"status": cmd_status, "history": cmd_history, "promote": cmd_promote, "abort": cmd_abort,
+            "rollback": cmd_rollback, "retrain": cmd_retrain}
 
 
 def _kube_flags(parser: argparse.ArgumentParser, default: Any) -> None:
@@ -267,15 +335,17 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     helps = {"status": "phase, versions, URL, conditions and the latest analysis verdict",
              "history": "the rollouts recorded in status.history",
-             "promote": "accept the held (Inconclusive) version",
-             "rollback": "pin spec.model.version (stops following the alias)"}
+             "promote": "accept the held (Inconclusive) version, or a canary at any step",
+             "abort": "stop a canary: its weight to 0, its pods to zero; the stable version keeps serving",
+             "rollback": "pin spec.model.version (stops following the alias)",
+             "retrain": "start the spec.retrain Job now; the operator refuses it in the cooldown or at maxConcurrent"}
     for name, text_ in helps.items():
         p = sub.add_parser(name, help=text_, description=text_)
         p.add_argument("name", metavar="NAME", help="the ModelDeployment")
         _kube_flags(p, argparse.SUPPRESS)
-        if name == "promote":
-            p.add_argument("--version", help="the held version (default: status.targetModelVersion); "
-                                             "refused when another version is held")
+        if name in ("promote", "abort"):
+            p.add_argument("--version", help="the held or canary version (default: status.targetModelVersion); "
+                                             "refused when another version is rolling out")
         if name == "rollback":
             p.add_argument("--to", required=True, metavar="VERSION", help="the model version to serve")
     return top

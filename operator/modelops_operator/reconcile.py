@@ -5,6 +5,7 @@
                    +------------+------------+--> RolledBack (last good version serving again)
                                                   Failed     (nothing good to return to)
     Exporting, RollingOut --> Held (an Inconclusive behaviour verdict, verdicts.py) --> Exporting (promoted)
+    Exporting --> Canary (spec.rollout.strategy canary, canary.py) --> RollingOut (the stable pods move)
 
 Every step is idempotent (exports are reused, children are server-side applied, deadlines live in
 status), so a restarted operator re-enters the same attempt and converges. An attempt is one
@@ -25,13 +26,14 @@ import kopf
 
 from modelops_registry import ExportRecord, ResolvedVersion
 
-from . import exporting, exports, kube, machine, metrics, ownership, verdicts
+from . import canary, exporting, kube, machine, metrics, ownership, verdicts
 from .config import OperatorConfig
 from .gate import admit_pods
 from .manifests import (
-    absent_kinds,
+    absent,
     children,
     endpoint_url,
+    gateway_defaults,
     keeps_sample,
     replay_secret,
     selector_string,
@@ -44,12 +46,6 @@ from .smoke import cases_from_export, cases_from_spec, run_smoke
 from .spec import InvalidSpec, ModelDeploymentSpec, ServingSpec
 from .status import StatusWriter, Superseded
 from .target import ServingTarget
-
-_KINDS = {
-    "HorizontalPodAutoscaler": "autoscaling/v2",
-    "PodDisruptionBudget": "policy/v1",
-    "Ingress": "networking.k8s.io/v1",
-}
 
 
 async def reconcile(
@@ -83,11 +79,12 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
         return
     try:
         md = with_ingress_host(w.name, w.namespace, md, config.ingress_domain)
+        md = gateway_defaults(w.name, w.namespace, md, config.gateway, config.ingress_domain)
     except InvalidSpec as exc:
         await _end_before_export(w, "invalid", "InvalidSpec", str(exc))
         return
     # where pods reach MLflow: the spec's server, else the operator's (as pods see it)
-    pod_tracking_uri = exports.strip_userinfo(md.model.tracking_uri or config.mlflow_proxy_uri or config.tracking_uri)
+    pod_tracking_uri = config.pod_tracking_uri(md.model.tracking_uri)
 
     try:
         resolved = await resolve_model(md.model, tracking_uri)
@@ -115,9 +112,15 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
         await w.phase("Exporting", "Exporting", f"exporting models:/{md.model.name}/{version} to ONNX",
                       conditions=tuple(machine.attempt_started(version, w.status.get("lastGoodModelVersion"))),
                       attempt=attempt, targetModelVersion=version, selector=selector_string(w.name))
+        if (w.status.get("canary") or {}).get("weight"):  # the last attempt's canary (held, superseded)
+            await canary.stop(w, md)
 
     await verdicts.start(w, md, version)
     if w.status.get("phase") == "Held":
+        if verdicts.current(w).get("verdict") == "Aborted":
+            await roll_back(w, md, "AbortRequested", f"{verdicts.current(w).get('abortedBy')} aborted version "
+                                                     f"{version}, held by its verdict")
+            return
         if not verdicts.waived(w):  # held until `kubectl modelops promote` (or a new spec or alias)
             return
         held = verdicts.current(w)
@@ -147,7 +150,19 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
     )
     judge = verdicts.ReplayJudge(w, md, resolved, record.outputs[0].name if record.outputs else None,
                                  tracking_uri, config.replay_key)
-    if not await _roll_out(w, md, target, record, judge):
+    moved = await _canary(w, md, target, record, judge, tracking_uri)
+    if moved is None:
+        return
+    weight, reason, why = moved
+    try:
+        rolled_out = await _roll_out(w, md, target, record, judge, canary_weight=weight, reason=reason, message=why)
+    except Superseded as exc:
+        if md.canary and "deleted" not in str(exc):
+            await canary.stop(w, md)
+        raise
+    if md.canary:  # the Gateway's traffic back to the stable Service, now the version (or the last good)
+        await canary.stop(w, md)
+    if not rolled_out:
         return
     await w.ensure_current()
     if not await _verify(w, md, record):
@@ -164,6 +179,34 @@ async def _reconcile(body, spec, status, logger, config: OperatorConfig) -> None
         ),
         modelVersion=version, lastGoodModelVersion=version, lastGood=target.to_status(), url=url,
     )
+
+
+async def _canary(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget, record: ExportRecord,
+                  judge: verdicts.ReplayJudge, tracking_uri: str | None) -> tuple[int, str, str] | None:
+    """Run the canary when one applies; how the stable rollout that follows starts (the canary's weight
+    to keep meanwhile, the reason and message of its phase), or None when the attempt settled."""
+    version = target.model_version
+    verdict = verdicts.current(w)
+    if verdict.get("verdict") == "Skipped":  # a person asked for this version (kubectl modelops rollback)
+        return 0, "RollbackRequested", f"rolling back to version {version}, as {verdict.get('message')}"
+    if not canary.applies(md, w.status, target):
+        return 0, "RollingOut", f"rolling out version {version}"
+    run = canary.Canary(w, md, target, smoke_cases(md, record), judge, tracking_uri)
+    if verdicts.waived(w) and run.record.get("weight"):  # promoted while held at a step: the remaining
+        return run.record["weight"], "Promoted", f"version {version} was promoted: rolling it out"  # steps go
+    try:
+        weight = await run.run()
+    except canary.PromoteNow as exc:
+        return int(run.record.get("weight") or 0), "Promoted", f"{exc}: rolling it out"
+    except (canary.Aborted, verdicts.Rejected) as exc:
+        await w.conditions(("Verified", False, exc.reason, str(exc)))
+        await _give_up(w, exc.reason, f"version {version} was not shipped: {exc}")
+        return None
+    except verdicts.Held as exc:
+        await _hold(w, version, str(exc))
+        return None
+    return weight, "CanaryPassed", (f"every canary step of version {version} passed: the stable pods move to it "
+                                    f"while the canary keeps {weight}%")
 
 
 async def _end_before_export(w: StatusWriter, suffix: str, reason: str, message: str) -> None:
@@ -209,14 +252,15 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-async def apply_children(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget) -> None:
+async def apply_children(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget,
+                         canary_weight: int = 0) -> None:
     """Server-side apply every child (owned by the ModelDeployment), then replicas, then prune.
 
     Raises ownership.NotOurs (before anything is applied) when a child's name is taken by an object
     this ModelDeployment does not control, and kube.Invalid when the API server rejects a child."""
-    objs = children(w.name, w.namespace, md, target)
+    objs = children(w.name, w.namespace, md, target, canary_weight)
     uid = w.body["metadata"]["uid"]
-    await ownership.claim(objs, uid)
+    await ownership.claim(objs, uid, w.name)
     existed = await kube.get("apps/v1", "Deployment", w.name, w.namespace) is not None
     for obj in objs:
         kopf.adopt(obj, owner=w.body)
@@ -225,8 +269,8 @@ async def apply_children(w: StatusWriter, md: ModelDeploymentSpec, target: Servi
     for obj in objs:
         await kube.apply(obj)
     await _scale(w, md, fresh=not existed)
-    for kind in absent_kinds(md):
-        await ownership.delete_owned(_KINDS[kind], kind, w.name, w.namespace, uid)
+    for api_version, kind, name in absent(w.name, md):
+        await ownership.delete_owned(api_version, kind, name, w.namespace, uid)
 
 
 async def _scale(w: StatusWriter, md: ModelDeploymentSpec, fresh: bool) -> None:
@@ -246,15 +290,16 @@ async def _scale(w: StatusWriter, md: ModelDeploymentSpec, fresh: bool) -> None:
 
 
 async def _roll_out(w: StatusWriter, md: ModelDeploymentSpec, target: ServingTarget, record: ExportRecord,
-                    judge: verdicts.ReplayJudge) -> bool:
-    await w.phase("RollingOut", "RollingOut", f"rolling out version {target.model_version}")
+                    judge: verdicts.ReplayJudge, canary_weight: int = 0, reason: str = "RollingOut",
+                    message: str | None = None) -> bool:
+    await w.phase("RollingOut", reason, message or f"rolling out version {target.model_version}")
     started = time.monotonic()
     try:
         if keeps_sample(md):  # before the pods that read it; create-only (see manifests.replay_secret)
             secret = replay_secret(w.name, w.namespace, token_for(judge.key, w.uid))
             kopf.adopt(secret, owner=w.body)
             await kube.create(secret)
-        await apply_children(w, md, target)
+        await apply_children(w, md, target, canary_weight)
     except ownership.NotOurs as exc:
         await _give_up(w, "Conflict", str(exc))
         return False
@@ -345,6 +390,8 @@ async def roll_back(w: StatusWriter, md: ModelDeploymentSpec, reason: str, evide
     if last_good.serving is not None:  # the serving settings that worked, not the ones that just failed
         md = md.model_copy(update={"serving": ServingSpec.model_validate(last_good.serving)})
     await apply_children(w, md, last_good)
+    if md.canary:
+        await canary.stop(w, md)
     state = await wait_available(w.name, w.namespace, last_good.model_version, md.rollout.progress_deadline_seconds,
                                  admit=_current(w, lambda: admit_pods(w.name, w.namespace, last_good, None, md.smoke)))
     if state.done:

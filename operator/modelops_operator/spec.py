@@ -68,10 +68,30 @@ class Autoscaling(_Camel):
     target_cpu_utilization_percentage: int = Field(70, alias="targetCPUUtilizationPercentage")
 
 
+class CanaryStep(_Camel):
+    weight: int
+    analysis_seconds: int | None = None
+    pause_seconds: int | None = None
+
+    @property
+    def seconds(self) -> int:
+        return self.analysis_seconds if self.analysis_seconds is not None else (self.pause_seconds or 0)
+
+
+def _default_steps() -> list[CanaryStep]:
+    return [CanaryStep(weight=w, analysis_seconds=30) for w in (10, 25, 50)]
+
+
+class CanarySpec(_Camel):
+    steps: list[CanaryStep] = Field(default_factory=_default_steps)
+
+
 class RolloutSpec(_Camel):
     max_surge: int | str = 1
     max_unavailable: int | str = 0
     progress_deadline_seconds: int = 120
+    strategy: Literal["rolling", "canary"] = "rolling"
+    canary: CanarySpec = Field(default_factory=CanarySpec)
 
 
 class SmokeSpec(_Camel):
@@ -99,12 +119,25 @@ class ReplaySpec(_Camel):
     max_accuracy_drop: float = 0.03
 
 
+class LiveSpec(_Camel):
+    enabled: bool = True
+    interval_seconds: int = 5
+    max_duration_seconds: int = 300
+    min_samples: int = 100
+    max_error_rate_increase: float = 0.01
+    max_latency_ratio: float = 1.5
+    max_class_shift: float = 0.05
+    max_score_ks: float = Field(0.1, alias="maxScoreKS")
+    alpha: float = 0.05
+
+
 class AnalysisSpec(_Camel):
     enabled: bool = True
     on_inconclusive: Literal["proceed", "hold", "reject"] = "hold"
     history_limit: int = 10
     registry: RegistryGateSpec = Field(default_factory=RegistryGateSpec)
     replay: ReplaySpec = Field(default_factory=ReplaySpec)
+    live: LiveSpec = Field(default_factory=LiveSpec)
 
 
 class IngressTLS(_Camel):
@@ -118,6 +151,28 @@ class IngressSpec(_Camel):
     tls: IngressTLS | None = None
 
 
+class ParentRef(_Camel):
+    name: str
+    namespace: str | None = None
+    section_name: str | None = None
+
+
+class GatewaySpec(_Camel):
+    parent_refs: list[ParentRef] = Field(default_factory=list)
+    hostnames: list[str] = Field(default_factory=list)
+    path: str = "/"
+
+
+class RetrainSpec(_Camel):
+    """spec.retrain: the user's training Job, which the operator starts on a drift alert or a request."""
+
+    template: dict[str, Any]
+    cooldown_seconds: int = 3600
+    max_concurrent: int = 1
+    backoff_limit: int = 0
+    active_deadline_seconds: int | None = None
+
+
 class ModelDeploymentSpec(_Camel):
     model: ModelRef
     export: ExportSpec = Field(default_factory=ExportSpec)
@@ -128,6 +183,12 @@ class ModelDeploymentSpec(_Camel):
     smoke: SmokeSpec = Field(default_factory=SmokeSpec)
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     ingress: IngressSpec | None = None
+    gateway: GatewaySpec | None = None
+    retrain: RetrainSpec | None = None
+
+    @property
+    def canary(self) -> bool:
+        return self.rollout.strategy == "canary"
 
     @property
     def desired_replicas(self) -> int:

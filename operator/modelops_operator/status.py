@@ -43,14 +43,16 @@ class StatusWriter:
         except kube.Gone as exc:
             raise Superseded(str(exc)) from exc
 
-    async def ensure_current(self) -> None:
+    async def ensure_current(self) -> dict[str, Any] | None:
         """Raise Superseded when the object has moved on from this attempt (called between steps and on
-        every poll of a long one, so an edit takes effect within seconds, not after the whole attempt)."""
+        every poll of a long one, so an edit takes effect within seconds, not after the whole attempt);
+        the object as it is now (None before the attempt is known: nothing was read)."""
         if self.attempt is None:
-            return
+            return None
         latest = await kube.get(f"{kube.GROUP}/{kube.VERSION}", "ModelDeployment", self.name, self.namespace)
         if reason := machine.superseded(self.attempt, latest):
             raise Superseded(reason)
+        return latest
 
     async def mark(self, step: str) -> None:
         """Stamp when a step of the current attempt ended (status.attempt.<step>At, epoch seconds):

@@ -26,8 +26,8 @@ from modelops_registry import RegistryAnswer, ResolvedVersion
 from modelops_registry.client import first_line, is_unavailable
 from modelops_registry.reader import reader
 
-from . import analysis, gate, kube, metrics, replay
-from .manifests import keeps_sample, selector_string
+from . import analysis, gate, metrics, replay
+from .manifests import keeps_sample
 from .spec import ModelDeploymentSpec
 from .status import StatusWriter
 from .verdict_plot import render_svg
@@ -87,12 +87,15 @@ def waived(w: StatusWriter) -> bool:
 
 
 async def start(w: StatusWriter, md: ModelDeploymentSpec, version: str) -> None:
-    """At an attempt's start or re-entry: honour a plugin request aimed at this version, once."""
+    """At an attempt's start or re-entry: honour a plugin request aimed at this version, once (a running
+    canary polls for requests itself, canary.request_during)."""
     req = request_of(w.body)
     if req is None or req.version != version or w.status.get("lastRequest") == req.id:
         return
     if req.action == "promote" and w.status.get("phase") == "Held":  # the Event comes with the phase
         await w.update(lastRequest=req.id, analysis={**current(w), "verdict": "Promoted", "promotedBy": req.by})
+    elif req.action == "abort" and w.status.get("phase") == "Held":  # a running canary acts on it itself
+        await w.update(lastRequest=req.id, analysis={**current(w), "verdict": "Aborted", "abortedBy": req.by})
     elif req.action == "rollback":
         kopf.event(w.body, type="Normal", reason="RollbackRequested",
                    message=f"{req.by} asked to roll back to version {version}; its verdict is skipped")
@@ -122,7 +125,7 @@ async def _settle(w: StatusWriter, md: ModelDeploymentSpec, step: str, verdict: 
     kopf.event(w.body, type="Warning" if verdict.outcome == "Fail" else "Normal",
                reason=verdict.reason, message=f"{step} verdict {verdict.outcome}: {verdict.message}")
     # in the background: two registry writes are no reason to keep a passed pod at its gate
-    asyncio.get_running_loop().run_in_executor(None, _tag, tracking_uri, md.model.name, version, verdict)
+    asyncio.get_running_loop().run_in_executor(None, tag_version, tracking_uri, md.model.name, version, verdict)
     if decision == "reject":
         raise Rejected("InconclusiveRejected" if verdict.outcome == "Inconclusive" else
                        ("RegistryMetricRegressed" if step == "registry" else "BehaviourRegressed"),
@@ -131,7 +134,7 @@ async def _settle(w: StatusWriter, md: ModelDeploymentSpec, step: str, verdict: 
         raise Held(f"{step} verdict Inconclusive ({verdict.reason}): {verdict.message}")
 
 
-def _tag(tracking_uri: str | None, model: str, version: str, verdict: analysis.Verdict) -> None:
+def tag_version(tracking_uri: str | None, model: str, version: str, verdict: analysis.Verdict) -> None:
     """modelops.verdict / modelops.verdict_reason on the MLflow version: the registry shows which
     versions were refused and why. Best effort: a registry that refuses writes loses no rollout."""
     try:
@@ -263,8 +266,4 @@ def _inconclusive(reason: str, message: str) -> analysis.Verdict:
 
 async def serving_pod(w: StatusWriter) -> dict[str, Any] | None:
     """A ready, admitted pod of the verified target (status.lastGood): the version being replaced."""
-    for pod in await kube.list_objects("v1", "Pod", w.namespace, selector_string(w.name)):
-        if (gate.of_verified_target(pod, w.status) and gate.pod_conditions(pod).get("Ready") == "True"
-                and not pod["metadata"].get("deletionTimestamp") and (pod.get("status") or {}).get("podIP")):
-            return pod
-    return None
+    return next(iter(await gate.serving_pods(w.namespace, w.name, w.status)), None)

@@ -1,4 +1,5 @@
-"""MLflow registry webhooks: verify the HMAC signature MLflow sends, then refresh aliases.
+"""Webhooks: MLflow registry deliveries (HMAC-verified, they refresh aliases) and Alertmanager
+notifications (Bearer token, they trigger retraining).
 
 MLflow signs `"{delivery_id}.{timestamp}.{payload}"` with HMAC-SHA256 and sends
 `X-MLflow-Signature: v1,<base64>`; deliveries older than five minutes are refused (replay).
@@ -12,6 +13,7 @@ import hmac
 import json
 import re
 import time
+from typing import NamedTuple
 
 MAX_AGE_SECONDS = 300
 # What each header may hold, checked before any of it is used: a header is whatever bytes the sender
@@ -74,3 +76,52 @@ def alias_event(delivery: dict) -> tuple[str, str | None] | None:
     if entity == "model_version" and data.get("name"):
         return data["name"], None
     return None
+
+
+# ---- Alertmanager (POST /webhooks/alertmanager) ---------------------------------------------------
+# Alertmanager's webhook receiver sends no signature: its http_config authorization sends
+# `Authorization: Bearer <credentials>`, the token the chart keeps in a Secret (<fullname>-alert-webhook).
+
+BEARER = re.compile(r"Bearer ([!-~]{1,1024})")
+
+
+def verify_bearer(token: str | None, authorization: str | None) -> None:
+    """Nothing, or WebhookRejected: 503 when the operator has no token configured, 401 for a missing,
+    malformed or wrong Authorization header (compared in constant time; neither value is echoed)."""
+    if not token:
+        raise WebhookRejected(503, "the Alertmanager webhook is not configured: set MODELOPS_ALERT_WEBHOOK_TOKEN on "
+                                   "the operator (the chart's operator.alertWebhook)")
+    if not authorization:
+        raise WebhookRejected(401, "missing Authorization: expected Bearer <token>")
+    match = BEARER.fullmatch(authorization) if authorization.isascii() else None
+    if match is None:
+        raise WebhookRejected(401, "malformed Authorization: expected Bearer <token>")
+    if not hmac.compare_digest(match[1].encode(), token.encode()):
+        raise WebhookRejected(401, "bad token: the Alertmanager credentials and the operator's token differ")
+
+
+class FiringAlert(NamedTuple):
+    alertname: str
+    model_version: str | None  # the `model_version` label; None when the rule does not carry one
+
+
+def firing_targets(payload: str) -> dict[tuple[str, str], list[FiringAlert]]:
+    """{(namespace, ModelDeployment name): its firing alerts} of an Alertmanager (v4) notification,
+    for alerts whose labels carry `namespace` and `model_name`; resolved alerts are left out."""
+    try:
+        delivery = json.loads(payload)
+    except ValueError as exc:
+        raise WebhookRejected(400, f"payload is not JSON: {exc}") from exc
+    alerts = delivery.get("alerts") if isinstance(delivery, dict) else None
+    if not isinstance(alerts, list):
+        raise WebhookRejected(400, "payload has no alerts list: is this an Alertmanager webhook notification?")
+    targets: dict[tuple[str, str], list[FiringAlert]] = {}
+    for alert in alerts:
+        labels = alert.get("labels") if isinstance(alert, dict) else None
+        if not isinstance(labels, dict) or alert.get("status") != "firing":
+            continue
+        namespace, name, version = labels.get("namespace"), labels.get("model_name"), labels.get("model_version")
+        if isinstance(namespace, str) and isinstance(name, str) and namespace and name:
+            targets.setdefault((namespace, name), []).append(FiringAlert(
+                str(labels.get("alertname") or "unnamed"), str(version) if version not in (None, "") else None))
+    return targets

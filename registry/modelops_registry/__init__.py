@@ -3,7 +3,8 @@
 Modules, one concern each: `errors` (typed registry errors and MLflow's "not found" codes), `uri`
 (parsing ``models:/NAME/VERSION`` and ``models:/NAME@ALIAS``), `client` (the client factory with the
 project's HTTP retry and timeout settings, bounded retries, ``resolve``), `record` (the export record
-as typed data; ``read_export`` and ``find_export``) and `redact` (credentials out of messages).
+as typed data; ``read_export`` and ``find_export``), `redact` (credentials out of messages) and
+`reference` (the ``modelops.reference/v1`` drift profile format: its limits, ``validate``, ``parse``).
 The operator, the exporter and the server all import it, so none of them re-implements a lookup.
 The client factory is ``modelops_registry.client.client`` (not re-exported here, where the name
 ``client`` is the module).

@@ -159,6 +159,8 @@ class ExportRecord:
     alias: str | None = None
     reused: bool = False
     schema_version: int = SCHEMA_VERSION
+    # "reference.json" when the version's run had a reference profile, copied beside export.json; else None
+    reference: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

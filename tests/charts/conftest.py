@@ -19,7 +19,7 @@ NAMESPACED = CHART / "ci/namespaced-values.yaml"
 AUTH = CHART / "ci/auth-values.yaml"
 VALUES_FILES = {"default": None, "all-on": ALL_ON, "namespaced": NAMESPACED, "auth": AUTH}
 MONITORING_APIS = ("monitoring.coreos.com/v1/ServiceMonitor", "monitoring.coreos.com/v1/PodMonitor",
-                   "monitoring.coreos.com/v1/PrometheusRule")
+                   "monitoring.coreos.com/v1/PrometheusRule", "monitoring.coreos.com/v1alpha1/AlertmanagerConfig")
 RELEASE, NAMESPACE = "modelops", "modelops-system"
 
 

@@ -21,6 +21,7 @@ from .conftest import (
     ALL_ON,
     AUTH,
     CHART,
+    MONITORING_APIS,
     NAMESPACE,
     NAMESPACED,
     RELEASE,
@@ -77,8 +78,10 @@ def test_default_install_is_a_working_stack():
         f"ClusterRole/{OPERATOR}-crd-reader", f"ClusterRoleBinding/{OPERATOR}-crd-reader",
         f"Deployment/{MLFLOW}", f"Service/{MLFLOW}", f"PersistentVolumeClaim/{MLFLOW}",
         f"ServiceMonitor/{OPERATOR}", f"PodMonitor/{RELEASE}-inference", f"PrometheusRule/{RELEASE}",
+        f"AlertmanagerConfig/{RELEASE}",
         f"ConfigMap/{RELEASE}-dashboard-inference", f"ConfigMap/{RELEASE}-dashboard-operator",
         f"Pod/{RELEASE}-test-operator", f"Pod/{RELEASE}-test-mlflow", f"Secret/{OPERATOR}-replay-key",
+        f"Secret/{RELEASE}-alert-webhook",
     ])
     operator = one(docs, "Deployment", OPERATOR)
     assert operator["spec"]["replicas"] == 1 and operator["spec"]["strategy"] == {"type": "Recreate"}
@@ -96,7 +99,7 @@ def test_default_install_is_a_working_stack():
     # only its own tracking URI allowed; MLflow without auth: no credentials
     unset = {"MODELOPS_WATCH_NAMESPACE", "MODELOPS_PEERING", "MODELOPS_PRIORITY", "MODELOPS_WEBHOOK_SECRET",
              "MODELOPS_ALLOWED_TRACKING_URIS", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD",
-             "MLFLOW_TRACKING_TOKEN"}
+             "MLFLOW_TRACKING_TOKEN", "MODELOPS_GATEWAY"}
     assert not unset & set(env)
     assert "command" not in container and "args" not in container  # the image's entrypoint runs
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
@@ -107,11 +110,41 @@ def test_default_install_is_a_working_stack():
 
 def test_monitoring_objects_only_where_the_prometheus_operator_api_is_served():
     kinds = {d["kind"] for d in render(monitoring=False)}
-    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule"}
+    assert not kinds & {"ServiceMonitor", "PodMonitor", "PrometheusRule", "AlertmanagerConfig"}
     assert "ConfigMap" in kinds  # dashboards do not need the Prometheus Operator
 
 
-def test_pod_monitor_selects_every_inference_pod_in_any_namespace():
+def test_alertmanager_config_only_where_its_v1alpha1_kind_is_served_and_enabled():
+    v1_only = [a for a in MONITORING_APIS if "/v1/" in a]
+    docs = [d for d in yaml.safe_load_all(helm(*template_args(monitoring=False), *[
+        arg for api in v1_only for arg in ("--api-versions", api)]).stdout) if d]
+    assert {"PrometheusRule"} <= {d["kind"] for d in docs} and not find(docs, "AlertmanagerConfig")
+    assert not find(render(sets={"monitoring.alertmanagerConfig.enabled": "false"}), "AlertmanagerConfig")
+
+
+def test_alertmanager_config_routes_the_drift_alerts_to_the_operators_webhook_with_the_token_secret():
+    config = one(render(sets={"operator.apiPort": "9090", "monitoring.alertmanagerConfig.repeatInterval": "4h"}),
+                 "AlertmanagerConfig")
+    assert config["apiVersion"] == "monitoring.coreos.com/v1alpha1"
+    assert config["metadata"]["namespace"] == NAMESPACE
+    route = config["spec"]["route"]
+    assert route["matchers"] == [
+        {"name": "alertname", "matchType": "=~", "value": "ModelopsFeatureDrift|ModelopsPredictionDrift"}]
+    assert (route["groupBy"], route["repeatInterval"]) == (["namespace", "model_name"], "4h")
+    [receiver] = config["spec"]["receivers"]
+    assert receiver["name"] == route["receiver"]
+    [webhook] = receiver["webhookConfigs"]
+    assert webhook["url"] == f"http://{OPERATOR}.{NAMESPACE}.svc:9090/webhooks/alertmanager"
+    assert webhook["httpConfig"]["authorization"] == {
+        "type": "Bearer", "credentials": {"name": f"{RELEASE}-alert-webhook", "key": "token"}}
+    # the Secret's name follows the fullname, as the operator's
+    other = one(render(sets={"fullnameOverride": "mo"}), "AlertmanagerConfig")
+    credentials = other["spec"]["receivers"][0]["webhookConfigs"][0]["httpConfig"]["authorization"]["credentials"]
+    assert credentials["name"] == "mo-alert-webhook"
+    assert other["spec"]["receivers"][0]["webhookConfigs"][0]["url"].startswith(f"http://mo-operator.{NAMESPACE}.svc:")
+
+
+def test_pod_monitor_selects_every_inference_pod_in_any_namespace_and_labels_its_track():
     monitor = one(render(), "PodMonitor")
     assert monitor["spec"]["namespaceSelector"] == {"any": True}
     # the labels and port modelops_operator.manifests gives inference pods
@@ -119,6 +152,10 @@ def test_pod_monitor_selects_every_inference_pod_in_any_namespace():
     assert monitor["spec"]["selector"]["matchLabels"].items() <= manifests.labels("x").items()
     [endpoint] = monitor["spec"]["podMetricsEndpoints"]
     assert (endpoint["port"], endpoint["path"]) == ("http", "/metrics")
+    # a canary pod's track label becomes the target label `track` (Prometheus' meta label for a pod label:
+    # its name with every character outside [a-zA-Z0-9_] as "_")
+    meta = "__meta_kubernetes_pod_label_" + re.sub(r"\W", "_", manifests.TRACK_LABEL)
+    assert endpoint["relabelings"] == [{"sourceLabels": [meta], "targetLabel": "track"}]
     service_monitor = one(render(ALL_ON), "ServiceMonitor")
     assert service_monitor["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     assert service_monitor["spec"]["endpoints"][0]["port"] == "api"
@@ -180,6 +217,8 @@ OPERATOR_GRANTS = {
     ("", "services"): WRITE,
     ("autoscaling", "horizontalpodautoscalers"): WRITE,
     ("networking.k8s.io", "ingresses"): WRITE,
+    # canary releases' HTTPRoutes; nothing else of the Gateway API (no Gateways, no route status)
+    ("gateway.networking.k8s.io", "httproutes"): WRITE,
     ("policy", "poddisruptionbudgets"): WRITE,
     ("batch", "jobs"): WRITE,  # export Jobs
     ("", "pods"): {"get", "list", "watch"},
@@ -210,6 +249,33 @@ def test_namespaced_rbac_grants_the_same_in_the_watched_namespace():
     role = one(render(NAMESPACED), "Role", OPERATOR)
     peering = {("kopf.dev", "kopfpeerings"): {"get", "list", "watch", "patch"}}
     assert granted(role) == {**OPERATOR_GRANTS, **peering}
+
+
+@pytest.mark.parametrize(("sets", "expected"), [
+    ({"operator.gateway.name": "modelops", "operator.gateway.namespace": "kube-system",
+      "operator.gateway.sectionName": "web"}, "kube-system/modelops/web"),
+    ({"operator.gateway.name": "public", "operator.gateway.namespace": "gateways"}, "gateways/public"),
+], ids=["with-listener", "whole-gateway"])
+def test_operator_gateway_is_the_default_parent_ref_in_the_operator_env(sets, expected):
+    env = env_of(pod_spec(one(render(sets=sets), "Deployment", OPERATOR))["containers"][0])
+    assert env["MODELOPS_GATEWAY"] == expected
+
+
+def test_the_all_on_values_attach_routes_to_the_local_clusters_shared_gateway():
+    from ..support import SHARED_GATEWAY
+
+    env = env_of(pod_spec(one(render(ALL_ON), "StatefulSet", OPERATOR))["containers"][0])
+    assert env["MODELOPS_GATEWAY"] == SHARED_GATEWAY.env == "kube-system/modelops/web"
+
+
+@pytest.mark.parametrize("sets", [
+    {"operator.gateway.name": "modelops"},
+    {"operator.gateway.namespace": "kube-system"},
+    {"operator.gateway.sectionName": "web"},
+], ids=["name-without-namespace", "namespace-without-name", "listener-without-name"])
+def test_a_partial_operator_gateway_is_refused(sets):
+    res = helm(*template_args(sets=sets), check=False)
+    assert res.returncode != 0 and "operator.gateway" in res.stderr, res.stderr
 
 
 def test_no_network_policy_rights_when_export_jobs_get_no_policy():
@@ -319,7 +385,8 @@ def test_mlflow_auth_runs_the_basic_auth_app_with_the_admin_from_a_secret():
     assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == secret_ref("mlflow-admin", "user")
     assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == secret_ref("mlflow-admin", "pass")
     assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"] == secret_ref("mlflow-admin", "flask-key")
-    assert [s["metadata"]["name"] for s in find(docs, "Secret")] == [f"{OPERATOR}-replay-key"]  # none for MLflow
+    assert [s["metadata"]["name"] for s in find(docs, "Secret")] == [f"{OPERATOR}-replay-key",  # none for MLflow
+                                                                      f"{RELEASE}-alert-webhook"]
     # MLflow reads the user store and the default permission only from its config file
     config = one(docs, "ConfigMap", f"{MLFLOW}-auth")
     settings = ini(config["data"]["basic_auth.ini"])
@@ -427,6 +494,10 @@ def test_helm_test_checks_that_mlflow_refuses_anonymous_requests_and_accepts_the
     {"monitoring.alerts.latencyBudgetBurn.latencySeconds": "0.3"},
     {"monitoring.alerts.highErrorRate.window": "five minutes"},
     {"mlflow.persistence.size": "lots"},
+    {"monitoring.drift.window": "ten minutes"},
+    {"monitoring.drift.minSamples": "-1"},
+    {"monitoring.alerts.featureDrift.warning": "high"},
+    {"monitoring.alertmanagerConfig.repeatInterval": "hourly"},
     {"operator.replicaz": "1"},
     {"exports.maxConcurrent": "0"},
     {"exports.activeDeadlineSeconds": "0"},
@@ -435,6 +506,9 @@ def test_helm_test_checks_that_mlflow_refuses_anonymous_requests_and_accepts_the
     {"operator.allowedTrackingUris[0]": "mlflow.example.com"},
     {"mlflow.auth.defaultPermission": "ALL"},
     {"exportImage.repository": ""},
+    {"operator.gateway.name": "gateways/public"},  # "/" separates MODELOPS_GATEWAY's parts
+    {"operator.gateway.namespace": "Kube-System"},
+    {"operator.gateway.port": "80"},
 ], ids=lambda b: next(iter(b)))
 def test_schema_rejects_bad_values(bad):
     res = helm(*template_args(sets=bad), check=False)
@@ -465,11 +539,11 @@ def test_committed_dashboards_are_the_generators_output():
 
 def test_alert_annotations_keep_prometheus_templates():
     rule = one(render(), "PrometheusRule")
-    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"]}
+    alerts = {r["alert"]: r for g in rule["spec"]["groups"] for r in g["rules"] if "alert" in r}
     assert set(alerts) == {
         "ModelopsInferenceHighErrorRate", "ModelopsInferenceLatencyBudgetBurnFast",
         "ModelopsInferenceLatencyBudgetBurnSlow", "ModelopsReplicasAtMax", "ModelopsRollback",
-        "ModelopsExportsFailing", "ModelopsOperatorDown"}
+        "ModelopsExportsFailing", "ModelopsOperatorDown", "ModelopsFeatureDrift", "ModelopsPredictionDrift"}
     summary = alerts["ModelopsInferenceHighErrorRate"]["annotations"]["summary"]
     assert "{{ $labels.model_name }}" in summary and "{{ $value | humanizePercentage }}" in summary
     assert f'up{{job="{OPERATOR}", namespace="{NAMESPACE}"}}' in alerts["ModelopsOperatorDown"]["expr"]
@@ -487,7 +561,62 @@ def test_promtool_accepts_the_rendered_rules(values, tmp_path):
     path.write_text(yaml.safe_dump({"groups": rule["spec"]["groups"]}))
     res = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
-    assert "SUCCESS: 7 rules found" in res.stdout
+    assert "SUCCESS: 14 rules found" in res.stdout  # 7 alerts, 3 drift recording rules, 2 x 2 drift alerts
+
+
+def drift_rules(values: dict | None = None, tmp_path=None) -> tuple[dict[str, str], list[dict]]:
+    """The modelops-drift group rendered with `values` (a values file: --set would make 0.15 a string)."""
+    path = None
+    if values:
+        path = tmp_path / "drift-values.yaml"
+        path.write_text(yaml.safe_dump(values))
+    [group] = [g for g in one(render(path), "PrometheusRule")["spec"]["groups"] if g["name"] == "modelops-drift"]
+    records = {r["record"]: r["expr"] for r in group["rules"] if "record" in r}
+    return records, [r for r in group["rules"] if "alert" in r]
+
+
+def test_drift_recording_rules_compute_psi_over_the_window_with_the_eps_clamp(tmp_path):
+    records, _ = drift_rules({"monitoring": {"drift": {"window": "20m"}}}, tmp_path)
+    assert list(records) == ["modelops:feature_rows:increase", "modelops:feature_psi", "modelops:prediction_psi"]
+    by = "namespace, model_name, model_version"
+    assert records["modelops:feature_rows:increase"] == (
+        f"sum by ({by}, feature) (increase(modelops_inference_feature_bin_total[20m]))")
+    assert records["modelops:feature_psi"].startswith(f"sum by ({by}, feature) (")
+    assert records["modelops:prediction_psi"].startswith(f"sum by ({by}) (")
+    for expr, counter, ratio in [
+            (records["modelops:feature_psi"], "feature_bin_total", "feature_reference_ratio"),
+            (records["modelops:prediction_psi"], "predictions_total", "prediction_reference_ratio")]:
+        assert expr.count(f"increase(modelops_inference_{counter}[20m])") == 4  # share = bin / all, twice
+        assert expr.count(f"modelops_inference_{ratio})") == 2
+        assert expr.count(", 1e-4)") == 4 and " * ln(" in expr
+        assert "[10m]" not in expr
+
+
+def test_drift_alert_thresholds_for_and_min_samples_are_values(tmp_path):
+    _, alerts = drift_rules({"monitoring": {
+        "alerts": {"featureDrift": {"warning": 0.15, "critical": 0.3, "for": "7m"},
+                   "predictionDrift": {"warning": 0.12, "critical": 0.4, "for": "3m"}},
+        "drift": {"minSamples": 250}, "prometheusRule": {"additionalAlertLabels": {"team": "ml"}}}}, tmp_path)
+    got = {(a["alert"], a["labels"]["severity"]): a for a in alerts}
+    assert set(got) == {(name, severity) for name in ("ModelopsFeatureDrift", "ModelopsPredictionDrift")
+                        for severity in ("warning", "critical")}
+    for (name, severity), threshold, for_ in [
+            (("ModelopsFeatureDrift", "warning"), "0.15", "7m"), (("ModelopsFeatureDrift", "critical"), "0.3", "7m"),
+            (("ModelopsPredictionDrift", "warning"), "0.12", "3m"),
+            (("ModelopsPredictionDrift", "critical"), "0.4", "3m")]:
+        alert = got[name, severity]
+        series = "modelops:feature_psi" if name == "ModelopsFeatureDrift" else "modelops:prediction_psi"
+        assert alert["expr"].startswith(f"{series} > {threshold}\n")
+        assert alert["expr"].endswith(">= 250") and alert["for"] == for_
+        assert alert["labels"] == {"severity": severity, "team": "ml"}
+        assert "{{ $labels.model_name }}" in alert["annotations"]["summary"]
+    assert "modelops:feature_rows:increase >= 250" in got["ModelopsFeatureDrift", "warning"]["expr"]
+    assert '"{{ $labels.feature }}"' in got["ModelopsFeatureDrift", "critical"]["annotations"]["summary"]
+    # the defaults: warning above 0.1, critical above 0.25, for 5m, 100 rows
+    _, defaults = drift_rules()
+    assert sorted((a["expr"].split("\n")[0], a["for"]) for a in defaults) == sorted(
+        [(f"modelops:{s}_psi > {t}", "5m") for s in ("feature", "prediction") for t in ("0.1", "0.25")])
+    assert all(a["expr"].endswith(">= 100") for a in defaults)
 
 
 def test_notes_tell_the_next_step_and_the_crd_upgrade_caveat():
@@ -527,7 +656,7 @@ def test_helm3_lints_and_renders_exactly_like_helm4(values):
 
 def unrandom(manifests: str) -> str:
     """The chart's rendering with the keys it generates at random (no cluster to look them up) blanked."""
-    return re.sub(r"(replay-key|password|flask-secret-key): \S+", r"\1: <random>", manifests)
+    return re.sub(r"(replay-key|password|flask-secret-key|token): \S+", r"\1: <random>", manifests)
 
 
 def test_the_replay_key_is_generated_once_or_taken_from_an_existing_secret():
@@ -541,3 +670,28 @@ def test_the_replay_key_is_generated_once_or_taken_from_an_existing_secret():
     assert not find(mine, "Secret", f"{OPERATOR}-replay-key")
     env = env_of(pod_spec(one(mine, "Deployment", OPERATOR))["containers"][0])
     assert env["MODELOPS_REPLAY_KEY"] == {"secretKeyRef": {"name": "mine", "key": "k"}}
+
+
+def test_the_alert_webhook_token_is_generated_once_or_taken_from_an_existing_secret():
+    docs = render()
+    secret = one(docs, "Secret", f"{RELEASE}-alert-webhook")
+    assert len(base64.b64decode(secret["data"]["token"])) >= 32
+    env = env_of(pod_spec(one(docs, "Deployment", OPERATOR))["containers"][0])
+    assert env["MODELOPS_ALERT_WEBHOOK_TOKEN"] == {"secretKeyRef": {"name": f"{RELEASE}-alert-webhook", "key": "token"}}
+    template = (CHART / "templates/operator.yaml").read_text()
+    assert 'lookup "v1" "Secret" .Release.Namespace $alertWebhook' in template  # kept on upgrade
+    mine = render(sets={"operator.alertWebhook.existingSecret": "am", "operator.alertWebhook.existingSecretKey": "k"})
+    assert not find(mine, "Secret", f"{RELEASE}-alert-webhook")
+    env = env_of(pod_spec(one(mine, "Deployment", OPERATOR))["containers"][0])
+    assert env["MODELOPS_ALERT_WEBHOOK_TOKEN"] == {"secretKeyRef": {"name": "am", "key": "k"}}
+
+
+@pytest.mark.parametrize("values", VALUES_FILES.values(), ids=VALUES_FILES.keys())
+def test_the_operator_may_create_watch_and_delete_jobs_for_exports_and_retraining(values):
+    """Retrain Jobs need what export Jobs do; in namespaced mode the Role grants it in the watched namespace."""
+    docs = render(values)
+    roles = [d for d in docs if d["kind"] in ("Role", "ClusterRole") and d["metadata"]["name"] == OPERATOR]
+    [role] = roles
+    verbs = {v for rule in role["rules"] if "batch" in rule["apiGroups"] and "jobs" in rule["resources"]
+             for v in rule["verbs"]}
+    assert {"create", "get", "list", "watch", "delete"} <= verbs

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import uuid
@@ -30,21 +31,27 @@ import httpx
 import pytest
 
 from .. import support
-from ..support import free_port
+from ..support import SHARED_GATEWAY, free_port
 from .conftest import CHART, ROOT, VALUES_FILES, helm, template_args, tool
 
 pytestmark = pytest.mark.cluster
 
 KUBECONFIG = os.environ.get("KUBECONFIG") or str(ROOT / ".data/cluster/kubeconfig")
 PROMETHEUS_OPERATOR = "github.com/prometheus-operator/prometheus-operator"
-PROMETHEUS_OPERATOR_VERSION = "v0.85.0"
-MONITORING_CRDS = ("servicemonitors", "podmonitors", "prometheusrules")
+# the release the local cluster's monitoring stack runs (its CRDs must not be replaced by another's)
+PROMETHEUS_OPERATOR_VERSION = re.search(r"^PROMETHEUS_OPERATOR_VERSION=(\S+)",
+                                        (ROOT / "hack/cluster/versions.sh").read_text(), re.M).group(1)
+MONITORING_CRDS = ("servicemonitors", "podmonitors", "prometheusrules", "alertmanagerconfigs")
 IMAGE_TAG = os.environ.get("IMAGE_TAG", "dev")
 IMAGES = (f"modelops/operator:{IMAGE_TAG}", f"modelops/inference:{IMAGE_TAG}", f"modelops/training:{IMAGE_TAG}")
-# the local images, namespaced mode (never reconciling other tests' ModelDeployments), no StorageClass
+# the local images, namespaced mode (never reconciling other tests' ModelDeployments), no StorageClass,
+# the local cluster's shared Gateway as the routes' default parent
 LOCAL_SETS = ["--set", f"operator.image.tag={IMAGE_TAG}", "--set", "operator.image.pullPolicy=Never",
               "--set", f"operator.servingImage.tag={IMAGE_TAG}", "--set", f"exportImage.tag={IMAGE_TAG}",
-              "--set", "rbac.namespaced=true", "--set", "mlflow.persistence.enabled=false"]
+              "--set", "rbac.namespaced=true", "--set", "mlflow.persistence.enabled=false",
+              "--set", f"operator.gateway.namespace={SHARED_GATEWAY.namespace}",
+              "--set", f"operator.gateway.name={SHARED_GATEWAY.name}",
+              "--set", f"operator.gateway.sectionName={SHARED_GATEWAY.section_name}"]
 
 
 def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 120):
@@ -245,6 +252,7 @@ def test_install_test_upgrade_uninstall(crds, namespace):
             p for p in pods(namespace, "operator") if p["metadata"]["uid"] != before and ready(p)])
         env = {e["name"]: e.get("value") for e in operator["spec"]["containers"][0]["env"]}
         assert env["MODELOPS_ALIAS_POLL_SECONDS"] == "15"
+        assert env["MODELOPS_GATEWAY"] == SHARED_GATEWAY.env
         history = json.loads(khelm("history", release, "-n", namespace, "-o", "json").stdout)
         assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "deployed")]
     finally:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,18 @@ def kget(*args: str) -> dict[str, Any]:
 # counts as one more try
 wait_until = functools.partial(support.wait_until, timeout=120, interval=1,
                                ignore=(AssertionError, subprocess.SubprocessError, OSError, ValueError, KeyError))
+
+
+def condition(obj: dict[str, Any], kind: str) -> str | None:
+    """The status ("True", "False", "Unknown") of the object's condition of that type, None without one."""
+    return next((c["status"] for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == kind), None)
+
+
+def http_get(url: str, host: str | None = None, timeout: float = 5) -> str:
+    """The body of a GET, stripped; `host` sets the Host header (how the ingress port routes)."""
+    req = urllib.request.Request(url, headers={"Host": host} if host else {})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.read().decode().strip()
 
 
 @pytest.fixture(scope="session")

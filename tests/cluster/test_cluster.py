@@ -10,19 +10,20 @@ import urllib.request
 
 import pytest
 
-from .conftest import INGRESS_PORT, apply, deployment, kget, kubectl, service, wait_until, web_container
+from .conftest import (
+    INGRESS_PORT,
+    apply,
+    condition,
+    deployment,
+    http_get,
+    kget,
+    kubectl,
+    service,
+    wait_until,
+    web_container,
+)
 
 pytestmark = pytest.mark.cluster
-
-
-def http_get(url: str, host: str | None = None, timeout: float = 5) -> str:
-    req = urllib.request.Request(url, headers={"Host": host} if host else {})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return r.read().decode().strip()
-
-
-def condition(obj: dict, kind: str) -> str | None:
-    return next((c["status"] for c in obj.get("status", {}).get("conditions", []) if c["type"] == kind), None)
 
 
 def ready_pods(ns: str, selector: str) -> list[dict]:

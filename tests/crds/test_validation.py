@@ -43,7 +43,12 @@ def dry_run(name: str = "cancer", **spec):
                                        {"name": "X", "value": "1"}]}}),
     ("cancer", {"rollout": {"maxSurge": 0, "maxUnavailable": 1}}),
     ("cancer", {"rollout": {"maxSurge": "25%", "maxUnavailable": "0%"}}),
-], ids=["63-characters", "user-env", "surge-0-unavailable-1", "percentages"])
+    ("a" * 56, {"rollout": {"strategy": "canary", "canary": {"steps": [
+        {"weight": 10, "analysisSeconds": 30}, {"weight": 50, "pauseSeconds": 0}]}}, "gateway": {}}),
+    ("cancer", {"retrain": {"template": {"metadata": {"labels": {"team": "ml"}}, "spec": {
+        "containers": [{"name": "train", "image": "modelops/training:dev", "command": ["true"]}],
+        "nodeSelector": {"pool": "cpu"}}}, "cooldownSeconds": 0, "activeDeadlineSeconds": 600}}),
+], ids=["63-characters", "user-env", "surge-0-unavailable-1", "percentages", "canary-56-characters", "retrain"])
 def test_a_valid_modeldeployment_passes(name, kwargs):
     res = dry_run(name, **kwargs)
     assert res.returncode == 0, res.stderr
@@ -51,6 +56,15 @@ def test_a_valid_modeldeployment_passes(name, kwargs):
 
 @pytest.mark.parametrize("name, kwargs, message", [
     ("a" * 64, {}, "metadata.name must be at most 63 characters"),
+    ("a" * 57, {"rollout": {"strategy": "canary"}, "gateway": {}},
+     "at most 56 characters with spec.rollout.strategy canary"),
+    ("cancer", {"rollout": {"strategy": "canary"}},
+     "spec.rollout.strategy canary splits traffic through an HTTPRoute"),
+    ("cancer", {"rollout": {"strategy": "canary", "canary": {"steps": [{"weight": 10}]}}, "gateway": {}},
+     "sets exactly one of analysisSeconds"),
+    ("cancer", {"rollout": {"strategy": "canary", "canary": {"steps": [
+        {"weight": 10, "analysisSeconds": 5, "pauseSeconds": 5}]}}, "gateway": {}},
+     "sets exactly one of analysisSeconds"),
     ("9lives", {}, "metadata.name must be a DNS label"),
     ("cancer.v2", {}, "metadata.name must be a DNS label"),
     ("cancer", {"serving": {"env": [{"name": "MODELOPS_MODEL_URI", "value": "s3://elsewhere"}]}},
@@ -64,8 +78,18 @@ def test_a_valid_modeldeployment_passes(name, kwargs):
      "spec.rollout.maxSurge and spec.rollout.maxUnavailable must not both be 0"),
     ("cancer", {"rollout": {"maxSurge": "0%", "maxUnavailable": 0}},
      "spec.rollout.maxSurge and spec.rollout.maxUnavailable must not both be 0"),
-], ids=["64-characters", "leading-digit", "dots", "reserved-env", "reserved-tracking-uri", "duplicate-env",
-        "env-without-name", "no-surge-no-unavailable", "zero-percent"])
+    ("cancer", {"retrain": {"template": {"spec": {"containers": []}}}}, "spec.retrain.template.spec.containers"),
+    ("cancer", {"retrain": {"template": {"spec": {"containers": [{"name": "train"}]}}}},
+     "spec.retrain.template.spec.containers[0].image: Required value"),
+    ("cancer", {"retrain": {"cooldownSeconds": 60}}, "spec.retrain.template: Required value"),
+    ("cancer", {"retrain": {"template": {"spec": {"containers": [{"name": "t", "image": "x"}]}},
+                            "cooldownSeconds": -1}}, "spec.retrain.cooldownSeconds"),
+    ("cancer", {"retrain": {"template": {"spec": {"containers": [{"name": "t", "image": "x"}]}},
+                            "maxConcurrent": 0}}, "spec.retrain.maxConcurrent"),
+], ids=["64-characters", "canary-57-characters", "canary-without-gateway", "step-without-kind", "step-with-both",
+        "leading-digit", "dots", "reserved-env", "reserved-tracking-uri", "duplicate-env",
+        "env-without-name", "no-surge-no-unavailable", "zero-percent", "retrain-no-containers",
+        "retrain-no-image", "retrain-no-template", "retrain-negative-cooldown", "retrain-zero-concurrent"])
 def test_an_invalid_modeldeployment_is_refused_naming_the_field(name, kwargs, message):
     res = dry_run(name, **kwargs)
     assert res.returncode != 0, f"accepted: {name} {kwargs}"

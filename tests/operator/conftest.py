@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ..support import free_port, mlflow_server, stop_process_group, wait_until
+from ..support import SHARED_GATEWAY, free_port, mlflow_server, stop_process_group, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECONFIG = os.environ.get("KUBECONFIG") or str(ROOT / ".data/cluster/kubeconfig")
@@ -113,6 +113,8 @@ class Operator:
             "MODELOPS_WEBHOOK_SECRET": self.secret,
             "MODELOPS_API_PORT": str(self.api_port),
             "MODELOPS_HEALTH_PORT": str(self.health_port),
+            # ModelDeployments' HTTPRoutes attach to the local cluster's shared Gateway, as in make demo
+            "MODELOPS_GATEWAY": SHARED_GATEWAY.env,
             **env,
         }
         self.log_path = log_dir / "operator.log"

@@ -18,3 +18,11 @@ def test_pod_and_deployment_watches_carry_a_server_side_label_selector():
     assert list(selectors.collect(PODS)) == [serving_pods_selector()]
     assert list(selectors.collect(DEPLOYMENTS)) == [managed_selector()]
     assert list(selectors.collect(MODEL_DEPLOYMENTS)) == []  # every ModelDeployment is the operator's
+
+
+def test_the_job_watch_sees_retrain_jobs_only():
+    """Export Jobs are followed by the reconcile that started them; only retrain Jobs stream to the operator."""
+    jobs = Resource("batch", "v1", "jobs", kind="Job", singular="job", namespaced=True)
+    settings = kopf.OperatorSettings()
+    filter_watches(settings)
+    assert list(settings.watching.label_selectors.collect(jobs)) == ["modelops.io/retrain-of"]

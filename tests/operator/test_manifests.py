@@ -57,8 +57,73 @@ def test_optional_children_follow_the_spec():
     full = spec(autoscaling={"minReplicas": 2, "maxReplicas": 5}, ingress={"host": "m.example.com"})
     kinds = [c["kind"] for c in manifests.children("md", "ns", full, TARGET)]
     assert kinds == ["Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress"]
-    assert manifests.absent_kinds(full) == []
-    assert set(manifests.absent_kinds(spec())) == {"HorizontalPodAutoscaler", "PodDisruptionBudget", "Ingress"}
+    assert {kind for _, kind, _ in manifests.absent("md", full)} == {"HTTPRoute", "Deployment", "Service"}
+    assert set(manifests.absent("md", spec())) == {
+        ("autoscaling/v2", "HorizontalPodAutoscaler", "md"), ("policy/v1", "PodDisruptionBudget", "md"),
+        ("networking.k8s.io/v1", "Ingress", "md"), ("gateway.networking.k8s.io/v1", "HTTPRoute", "md"),
+        ("apps/v1", "Deployment", "md-canary"), ("v1", "Service", "md-canary")}
+
+
+CANARY = {"rollout": {"strategy": "canary"}, "gateway": {"parentRefs": [{"name": "gw", "namespace": "infra"}],
+                                                          "hostnames": ["md.example.com"]}}
+
+
+def test_a_canary_spec_adds_the_canary_service_and_the_route_and_never_prunes_them():
+    objs = manifests.children("md", "ns", spec(**CANARY), TARGET)
+    assert [(o["kind"], o["metadata"]["name"]) for o in objs] == [
+        ("Deployment", "md"), ("Service", "md"), ("Service", "md-canary"), ("HTTPRoute", "md")]
+    assert {name for _, _, name in manifests.absent("md", spec(**CANARY))} == {"md"}  # HPA, PDB, Ingress only
+
+
+def test_the_canary_deployment_never_matches_the_stable_selector_but_serves_the_same_model_name():
+    stable = manifests.deployment("md", "ns", spec(**CANARY), TARGET)
+    canary = manifests.deployment("md", "ns", spec(**CANARY), TARGET, canary=True)
+    assert canary["metadata"]["name"] == "md-canary"
+    pod_labels = canary["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels[manifests.TRACK_LABEL] == "canary"
+    # neither the stable Deployment nor the Service <md> (what in-cluster clients call) selects a canary pod
+    stable_service = manifests.service("md", "ns", spec())
+    for stable_selector in (stable["spec"]["selector"]["matchLabels"], stable_service["spec"]["selector"]):
+        assert not all(pod_labels.get(k) == v for k, v in stable_selector.items())
+    assert all(pod_labels.get(k) == v for k, v in canary["spec"]["selector"]["matchLabels"].items())
+    canary_service = manifests.service("md", "ns", spec(**CANARY), canary=True)
+    assert canary_service["spec"]["selector"] == canary["spec"]["selector"]["matchLabels"]
+    env = {e["name"]: e.get("value") for e in canary["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELOPS_MODEL_NAME"] == "md"  # the route sends /v2/models/md/... to both
+
+
+@pytest.mark.parametrize("weight,want", [(0, [100, 0]), (10, [90, 10]), (100, [0, 100])])
+def test_the_route_splits_by_weight_between_the_stable_and_canary_services(weight, want):
+    route = manifests.http_route("md", "ns", spec(**CANARY), weight)
+    rule = route["spec"]["rules"][0]
+    assert [(b["name"], b["port"], b["weight"]) for b in rule["backendRefs"]] == [
+        ("md", 80, want[0]), ("md-canary", 80, want[1])]
+    assert route["spec"]["parentRefs"] == [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                                            "name": "gw", "namespace": "infra"}]
+    assert route["spec"]["hostnames"] == ["md.example.com"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": "/"}}]
+
+
+def test_a_rolling_spec_with_a_gateway_routes_everything_to_the_stable_service():
+    route = manifests.http_route("md", "ns", spec(gateway=CANARY["gateway"]), 0)
+    assert [b["name"] for b in route["spec"]["rules"][0]["backendRefs"]] == ["md"]
+    assert manifests.http_route("md", "ns", spec(), 0) is None
+
+
+def test_gateway_defaults_come_from_the_operator_and_say_which_setting_is_missing():
+    filled = manifests.gateway_defaults("md", "ns", spec(gateway={}), {"namespace": "infra", "name": "gw",
+                                                                       "sectionName": "http"}, "example.com")
+    assert filled.gateway.hostnames == ["md.ns.example.com"]
+    assert (filled.gateway.parent_refs[0].name, filled.gateway.parent_refs[0].section_name) == ("gw", "http")
+    with pytest.raises(InvalidSpec, match="spec.gateway.parentRefs.*operator.gateway"):
+        manifests.gateway_defaults("md", "ns", spec(gateway={}), None, "example.com")
+    with pytest.raises(InvalidSpec, match="spec.gateway.hostnames.*operator.ingressDomain"):
+        manifests.gateway_defaults("md", "ns", spec(gateway={"parentRefs": [{"name": "gw"}]}), None, None)
+    assert manifests.gateway_defaults("md", "ns", spec(), None, None).gateway is None
+
+
+def test_the_endpoint_url_is_the_gateways_when_there_is_one():
+    assert manifests.endpoint_url("md", "ns", spec(**CANARY)) == "http://md.example.com/v2/models/md"
 
 
 def test_hpa_targets_the_deployment_with_the_cpu_goal():

@@ -93,8 +93,38 @@ def test_promote_is_refused_unless_held_and_names_the_phase(phase):
 def test_promote_defaults_to_the_held_target_and_refuses_another_version():
     assert plugin.promote_version(md("Held", "4"), None) == "4"
     assert plugin.promote_version(md("Held", "4"), "4") == "4"
-    with pytest.raises(Refused, match="holds version 4, not 5"):
+    with pytest.raises(Refused, match="rolling out version 4, not 5"):
         plugin.promote_version(md("Held", "4"), "5")
+
+
+def test_a_running_canary_can_be_promoted_or_aborted_at_any_step():
+    running = md("Canary", "4")
+    assert plugin.promote_version(running, None) == "4"
+    assert plugin.abort_version(running, None) == "4"
+
+
+@pytest.mark.parametrize("phase", ["Ready", "RollingOut", "RolledBack"])
+def test_abort_is_refused_without_a_canary_and_names_the_phase(phase):
+    with pytest.raises(Refused, match=f"in phase {phase}.*running canary"):
+        plugin.abort_version(md(phase, "4"), None)
+
+
+def test_abort_of_a_held_version_that_never_took_traffic_points_at_rollback():
+    with pytest.raises(Refused, match="no canary.*rollback"):
+        plugin.abort_version(md("Held", "4"), None)
+    held_canary = md("Held", "4")
+    held_canary["status"]["canary"] = {"version": "4", "step": 1, "weight": 25}
+    assert plugin.abort_version(held_canary, None) == "4"
+
+
+def test_status_shows_the_canarys_step_weight_and_live_verdict():
+    obj = md("Canary", "4")
+    obj["spec"]["rollout"] = {"canary": {"steps": [{"weight": 10}, {"weight": 25}, {"weight": 50}]}}
+    obj["status"]["canary"] = {"version": "4", "step": 1, "weight": 25, "analysis": {
+        "verdict": "Inconclusive", "reason": "TooFewSamples", "message": "12 of 100 canary requests\nmore"}}
+    out = plugin.format_status(obj)
+    assert "Canary:     version 4 at 25% (step 2 of 3)" in out
+    assert "Live:     Inconclusive (TooFewSamples): 12 of 100 canary requests" in out
 
 
 def test_the_request_records_action_version_user_time_and_an_id_where_the_operator_reads_it():
@@ -184,3 +214,27 @@ def test_the_released_single_file_runs_on_its_own(tmp_path):
     res = subprocess.run([str(exe), "--help"], capture_output=True, text=True, cwd=tmp_path, timeout=60,
                          env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
     assert res.returncode == 0 and "promote" in res.stdout, res.stderr
+
+
+def test_retrain_is_refused_without_spec_retrain():
+    with pytest.raises(Refused, match="no spec.retrain"):
+        plugin.retrain_request(md("Ready"), "alice")
+
+
+def test_retrain_asks_naming_who_asked_whatever_the_phase():
+    obj = md("Held", "4", modelVersion="3")
+    obj["spec"]["retrain"] = {"template": {"spec": {"containers": [{"name": "t", "image": "x"}]}}}
+    req = plugin.retrain_request(obj, "alice")
+    assert (req["action"], req["version"], req["by"]) == ("retrain", "3", "alice") and req["id"]
+    patch = plugin.annotation_patch(obj, req)
+    assert json.loads(patch["metadata"]["annotations"][plugin.REQUEST_ANNOTATION])["action"] == "retrain"
+
+
+def test_status_shows_the_last_retrain():
+    obj = md("Ready", retrain={"lastJob": {"name": "cancer-retrain-2", "result": "Succeeded"},
+                               "nextAllowedAt": "2026-12-01T13:00:00Z",
+                               "lastTrigger": {"source": "alert", "alert": "ModelopsFeatureDrift",
+                                               "at": "2026-12-01T12:00:00Z", "outcome": "Started"}})
+    text = plugin.format_status(obj)
+    assert "Retrain:    last Job cancer-retrain-2 (Succeeded), next allowed 2026-12-01T13:00:00Z" in text
+    assert "alert ModelopsFeatureDrift at 2026-12-01T12:00:00Z: Started" in text

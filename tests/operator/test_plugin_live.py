@@ -18,6 +18,7 @@ from modelops_operator.plugin import REQUEST_ANNOTATION
 
 from .conftest import KUBECONFIG, ROOT, kget, kubectl
 
+pytestmark = pytest.mark.cluster
 CRD = ROOT / "crds/modelops.io_modeldeployments.yaml"
 BIN = Path(sys.executable).parent  # where `make setup` installs the kubectl-modelops entry point
 PATH = os.pathsep.join([str(BIN), str(ROOT / ".tools/bin"), os.environ["PATH"]])

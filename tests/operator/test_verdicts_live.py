@@ -49,12 +49,12 @@ def events(namespace: str, name: str) -> list[dict]:
                               f"involvedObject.name={name}", "-o", "json").stdout)["items"]
 
 
-def version_tags(registry: dict, version: str) -> dict[str, str]:
+def version_tags(registry: dict, version: str, model: str = MODEL) -> dict[str, str]:
     """The MLflow version's tags once the operator's verdict tags are there (written in the background)."""
     from modelops_registry.client import client
 
     def tagged():
-        tags = dict(client(registry["local"]).get_model_version(MODEL, version).tags)
+        tags = dict(client(registry["local"]).get_model_version(model, version).tags)
         return "modelops.verdict" in tags and tags
 
     return wait_until(f"version {version}'s verdict tags", tagged, timeout=30)

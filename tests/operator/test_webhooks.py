@@ -10,7 +10,7 @@ from mlflow.webhooks.delivery import _generate_hmac_signature
 
 from modelops_operator import http_server
 from modelops_operator.config import OperatorConfig
-from modelops_operator.webhooks import WebhookRejected, alias_event, sign, verify
+from modelops_operator.webhooks import WebhookRejected, alias_event, firing_targets, sign, verify, verify_bearer
 from tests.support import free_port, wait_until
 
 PAYLOAD = json.dumps({"entity": "model_version_alias", "action": "created",
@@ -126,3 +126,108 @@ def test_a_body_that_is_not_utf8_gets_400_not_500(webhook_url):
     status, body = post_raw(webhook_url, raw_headers(), b"\xff\xfe{}")
     assert status == 400, body
     assert "UTF-8" in body["error"]
+
+
+# ---- Alertmanager (POST /webhooks/alertmanager) ---------------------------------------------------
+
+TOKEN = "alert-t0ken"
+
+
+def alertmanager_payload(*alerts: dict) -> str:
+    """An Alertmanager v4 webhook notification."""
+    return json.dumps({"version": "4", "groupKey": "{}:{}", "status": "firing", "receiver": "modelops",
+                       "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {}, "externalURL": "http://am",
+                       "truncatedAlerts": 0, "alerts": list(alerts)})
+
+
+def alert(status="firing", **labels) -> dict:
+    return {"status": status, "labels": {"alertname": "ModelopsFeatureDrift", **labels}, "annotations": {},
+            "startsAt": "2026-12-01T12:00:00Z", "endsAt": "0001-01-01T00:00:00Z", "fingerprint": "f1"}
+
+
+@pytest.mark.parametrize("authorization, status", [
+    (None, 401), ("", 401), (TOKEN, 401), ("Basic " + TOKEN, 401), ("Bearer wrong", 401),
+    ("Bearer " + TOKEN + "x", 401), ("Bearer tøken", 401), ("Bearer " + TOKEN, None),
+], ids=["missing", "empty", "no-scheme", "basic", "wrong", "longer", "non-ascii", "good"])
+def test_the_bearer_token_is_checked(authorization, status):
+    if status is None:
+        verify_bearer(TOKEN, authorization)
+        return
+    with pytest.raises(WebhookRejected) as err:
+        verify_bearer(TOKEN, authorization)
+    assert err.value.status == status and TOKEN not in str(err.value)
+
+
+def test_without_a_configured_token_the_endpoint_is_not_configured():
+    with pytest.raises(WebhookRejected) as err:
+        verify_bearer(None, "Bearer anything")
+    assert err.value.status == 503 and "not configured" in str(err.value)
+
+
+def test_firing_alerts_naming_a_namespace_and_model_are_targets():
+    payload = alertmanager_payload(
+        alert(namespace="ml", model_name="cancer", feature="mean radius"),
+        alert(namespace="ml", model_name="cancer", alertname="ModelopsPredictionDrift"),  # one per deployment
+        alert(status="resolved", namespace="ml", model_name="digits"),
+        alert(namespace="ml"),  # no model_name
+    )
+    assert firing_targets(payload) == {("ml", "cancer"): [("ModelopsFeatureDrift", None),
+                                                          ("ModelopsPredictionDrift", None)]}
+
+
+def test_each_alert_carries_its_model_version_label():
+    payload = alertmanager_payload(alert(namespace="ml", model_name="cancer", model_version="2"),
+                                   alert(namespace="ml", model_name="cancer", model_version="3"))
+    assert [a.model_version for a in firing_targets(payload)[("ml", "cancer")]] == ["2", "3"]
+
+
+@pytest.mark.parametrize("payload", ["not json", "[]", json.dumps({"alerts": "x"})])
+def test_a_payload_that_is_no_notification_is_a_400(payload):
+    with pytest.raises(WebhookRejected) as err:
+        firing_targets(payload)
+    assert err.value.status == 400
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """retraining.record_alerts replaced: what the endpoint hands on, with no cluster."""
+    calls = []
+
+    async def record(targets, namespace):
+        calls.append((targets, namespace))
+        return [f"{ns}/{name}" for ns, name in targets], 0
+
+    monkeypatch.setattr(http_server.retraining, "record_alerts", record)
+    return calls
+
+
+async def post_alerts(token: str | None, headers: dict[str, str], body: str) -> tuple[int, dict]:
+    from aiohttp.test_utils import TestClient, TestServer
+
+    config = dataclasses.replace(OperatorConfig.from_env({}), alert_webhook_token=token)
+    async with TestClient(TestServer(http_server.make_app(config, "ml"))) as client:
+        res = await client.post("/webhooks/alertmanager", data=body, headers=headers)
+        return res.status, await res.json()
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}],
+                         ids=["unauthenticated", "wrong-token", "no-bearer"])
+def test_the_endpoint_refuses_without_the_token_and_acts_on_nothing(recorded, headers, caplog):
+    payload = alertmanager_payload(alert(namespace="ml", model_name="cancer"))
+    status, body = asyncio.run(post_alerts(TOKEN, headers, payload))
+    assert status == 401 and "error" in body
+    assert recorded == []
+    assert TOKEN not in caplog.text and TOKEN not in json.dumps(body)
+
+
+def test_the_endpoint_answers_503_when_no_token_is_configured(recorded):
+    status, body = asyncio.run(post_alerts(None, {"Authorization": "Bearer " + TOKEN}, alertmanager_payload()))
+    assert status == 503 and "not configured" in body["error"]
+    assert recorded == []
+
+
+def test_the_endpoint_hands_the_firing_targets_on_with_the_good_token(recorded):
+    payload = alertmanager_payload(alert(namespace="ml", model_name="cancer"))
+    status, body = asyncio.run(post_alerts(TOKEN, {"Authorization": "Bearer " + TOKEN}, payload))
+    assert (status, body) == (200, {"accepted": True, "triggered": ["ml/cancer"], "ignored": 0})
+    assert recorded == [({("ml", "cancer"): [("ModelopsFeatureDrift", None)]}, "ml")]

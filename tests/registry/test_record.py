@@ -50,6 +50,13 @@ def test_a_record_round_trips_through_json_with_typed_parts():
     assert json.loads(rec.to_json())["parity"]["int8"]["tolerance"] == 0.1
 
 
+def test_a_record_written_before_reference_profiles_reads_as_having_none():
+    data = record().to_dict()
+    del data["reference"]
+    assert ExportRecord.from_dict(data).reference is None
+    assert ExportRecord.from_json(replace(record(), reference="reference.json").to_json()).reference == "reference.json"
+
+
 def test_unknown_fields_are_ignored_and_missing_ones_refused():
     data = {**record().to_dict(), "written_by_a_newer_exporter": True}
     assert ExportRecord.from_dict(data).name == "m"

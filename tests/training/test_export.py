@@ -70,6 +70,45 @@ def test_alias_resolves_to_the_version_and_the_contract_holds(bc_export):
     assert not record.reused and record.quantize == "none" and record.opset == 18
 
 
+def test_the_runs_reference_profile_is_copied_beside_export_json(bc_export, local, store):
+    import mlflow
+
+    from modelops_training.reference import ARTIFACT, parse
+
+    record, out = bc_export
+    logged = mlflow.artifacts.load_text(f"runs:/{record.run_id}/{ARTIFACT}")
+    assert record.reference == "reference.json"
+    assert json.loads((out / "export.json").read_text())["reference"] == "reference.json"
+    assert (out / "reference.json").read_text() == logged
+    uploaded = f"runs:/{record.run_id}/{record.artifact_path}/reference.json"
+    assert mlflow.artifacts.load_text(uploaded) == logged
+    assert parse(logged)["rows"] == int(_client(store).get_run(record.run_id).data.params["train_size"])
+
+
+def test_the_reference_is_uploaded_after_the_model_and_before_the_marker(bc_v1, store, monkeypatch, tmp_path):
+    from modelops_training import export as export_module
+
+    uploads = []
+
+    class Recording:
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def log_artifact(self, run_id, local_path, artifact_path=None):
+            uploads.append(Path(local_path).name)
+            return self.real.log_artifact(run_id, local_path, artifact_path)
+
+    real_client = export_module.client
+    monkeypatch.setattr(export_module, "client", lambda uri: Recording(real_client(uri)))
+    record = export_model(f"models:/{BC}/1", tracking_uri=store.uri, samples=5, force=True, out_dir=tmp_path)
+    assert record.reference == "reference.json"
+    assert uploads == ["model.onnx", "reference.json", "export.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export.json", "model.onnx", "reference.json"]
+
+
 def test_parity_is_measured_on_the_example_and_sampled_inputs(bc_export):
     parity = bc_export[0].parity
     assert parity.passed and parity.max_abs_error <= parity.tolerance == 1e-4
@@ -116,6 +155,8 @@ def test_a_complete_export_is_reused_not_redone(bc_export, store, tmp_path):
     assert again.reused and again.sha256 == first.sha256 and again.onnx_uri == first.onnx_uri
     assert again.source_uri == f"models:/{BC}/1" and again.alias is None
     assert (tmp_path / "model.onnx").is_file() and (tmp_path / "export.json").is_file()
+    assert again.reference == "reference.json"
+    assert (tmp_path / "reference.json").read_bytes() == (bc_export[1] / "reference.json").read_bytes()
     other = export_model(f"models:/{BC}/1", tracking_uri=store.uri, samples=8)
     assert not other.reused and other.artifact_path != first.artifact_path
 
@@ -275,7 +316,7 @@ def test_onnx_flavor_is_validated_and_passed_through(local, bc_export):
     )
 
 
-def test_sklearn_flavor_exports_probabilities_through_skl2onnx(local):
+def test_sklearn_flavor_exports_probabilities_through_skl2onnx(local, tmp_path):
     import mlflow
     from sklearn.linear_model import LogisticRegression
 
@@ -286,9 +327,60 @@ def test_sklearn_flavor_exports_probabilities_through_skl2onnx(local):
     version = _log_and_register(
         local, "bc-sklearn", lambda: mlflow.sklearn.log_model(clf, name="model", input_example=data.x_test[:5])
     )
-    record = export_model(f"models:/bc-sklearn/{version}", tracking_uri=local.uri, tolerance=1e-3)
+    out = tmp_path / "out"
+    record = export_model(f"models:/bc-sklearn/{version}", tracking_uri=local.uri, tolerance=1e-3, out_dir=out)
     assert record.flavor == "sklearn" and record.parity.passed
     assert [t.name for t in record.outputs] == ["probabilities"] and record.outputs[0].shape[1] == 2
+    # a run that logged no reference profile still exports, and says so
+    assert record.reference is None and json.loads((out / "export.json").read_text())["reference"] is None
+    assert sorted(p.name for p in out.iterdir()) == ["export.json", "model.onnx"]
+
+
+def _sklearn_with_reference(local, name: str, reference: dict) -> str:
+    import mlflow
+    from sklearn.linear_model import LogisticRegression
+
+    from modelops_training.datasets import load_dataset
+
+    data = load_dataset("breast_cancer")
+    clf = LogisticRegression(max_iter=2000).fit(data.x_train, data.y_train)
+
+    def log():
+        mlflow.log_dict(reference, "reference/reference.json")
+        return mlflow.sklearn.log_model(clf, name="model", input_example=data.x_test[:5])
+
+    return _log_and_register(local, name, log)
+
+
+def test_a_profile_logged_by_other_training_code_is_carried(local, tmp_path):
+    from modelops_training.datasets import load_dataset
+    from modelops_training.reference import profile
+
+    data = load_dataset("breast_cancer")
+    doc = profile(data.x_train, np.eye(2, dtype=np.float32)[data.y_train], data.feature_names)
+    version = _sklearn_with_reference(local, "bc-own-reference", doc)
+    record = export_model(f"models:/bc-own-reference/{version}", tracking_uri=local.uri, tolerance=1e-3,
+                          out_dir=tmp_path)
+    assert record.reference == "reference.json"
+    assert json.loads((tmp_path / "reference.json").read_text()) == doc
+
+
+@pytest.mark.parametrize(
+    "reference, match",
+    [
+        ({"format": "modelops.reference/v1", "rows": 0}, r"reference/reference\.json is not a .* rows must be"),
+        (
+            {"format": "modelops.reference/v1", "rows": 2, "features": [{"name": "a", "edges": [], "counts": [2]}],
+             "predictions": {"classes": ["0", "1"], "counts": [1, 1]}},
+            "profiles 1 features, but input 'input' \\[-1, 30\\] has 30 columns",
+        ),
+    ],
+)
+def test_a_malformed_or_mismatched_profile_fails_the_export_naming_why(local, tmp_path, reference, match):
+    version = _sklearn_with_reference(local, "bc-bad-reference", reference)
+    with pytest.raises(ExportFailedError, match=match):
+        export_model(f"models:/bc-bad-reference/{version}", tracking_uri=local.uri, tolerance=1e-3, out_dir=tmp_path)
+    assert not (tmp_path / "export.json").exists()
 
 
 def test_sabotaged_version_exports_but_disagrees_with_the_good_one(bc_export, trainer, store):

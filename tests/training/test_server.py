@@ -63,3 +63,18 @@ def test_export_through_the_server_is_fetchable_by_uri_and_reused(served_version
     )
     assert hashlib.sha256(Path(out).read_bytes()).hexdigest() == record.sha256
     assert export_model(f"models:/{NAME}/{record.version}", tracking_uri=mlflow_server).reused
+
+
+def test_the_reference_profile_travels_through_the_server(served_versions, mlflow_server, tmp_path):
+    import mlflow
+
+    from modelops_training.reference import ARTIFACT, parse
+
+    record = export_model(f"models:/{NAME}@champion", tracking_uri=mlflow_server)  # reused or new, as it comes
+    assert record.reference == "reference.json"
+    with tracking(mlflow_server):
+        logged = mlflow.artifacts.load_text(f"runs:/{record.run_id}/{ARTIFACT}")
+        assert mlflow.artifacts.load_text(f"runs:/{record.run_id}/{record.artifact_path}/reference.json") == logged
+    assert parse(logged)["features"][0]["name"] == "mean radius"
+    again = export_model(f"models:/{NAME}/{record.version}", tracking_uri=mlflow_server, out_dir=tmp_path)
+    assert again.reused and (tmp_path / "reference.json").read_text() == logged

@@ -78,6 +78,31 @@ def test_every_run_logs_its_labelled_test_split_for_replay(request, local, fixtu
     np.testing.assert_array_equal(evaluation.labels, data.y_test)
 
 
+@pytest.mark.parametrize("fixture, dataset", [("bc_v1", "breast_cancer"), ("digits_v1", "digits")])
+def test_every_run_logs_the_reference_profile_of_its_training_split(request, local, fixture, dataset):
+    import mlflow
+    import torch
+
+    from modelops_training.reference import ARTIFACT, parse, predicted_classes
+
+    result = request.getfixturevalue(fixture)
+    doc = parse(mlflow.artifacts.load_text(f"runs:/{result.run_id}/{ARTIFACT}"))
+    data = load_dataset(dataset)
+    assert doc["format"] == "modelops.reference/v1" and doc["rows"] == len(data.x_train)
+    names = [f["name"] for f in doc["features"]]
+    if dataset == "breast_cancer":
+        from sklearn.datasets import load_breast_cancer
+
+        assert names == list(load_breast_cancer().feature_names) and names[0] == "mean radius"
+    else:
+        assert names == [f"x{i}" for i in range(64)]  # the flattened 1x8x8 image
+    assert all(sum(f["counts"]) == len(data.x_train) for f in doc["features"])
+    model = mlflow.pytorch.load_model(result.model_uri)
+    with torch.no_grad():
+        scores = model(torch.from_numpy(data.x_train)).numpy()
+    assert (doc["predictions"]["classes"], doc["predictions"]["counts"]) == predicted_classes(scores)
+
+
 def test_same_seed_same_training():
     data = load_dataset("breast_cancer", seed=5)
     histories = []

@@ -25,6 +25,7 @@ class DatasetSplit:
     x_test: np.ndarray
     y_test: np.ndarray
     class_names: list[str]
+    feature_names: list[str] | None = None  # one per column of a flattened row; None: x0, x1, ...
 
     @property
     def num_classes(self) -> int:
@@ -50,10 +51,12 @@ def load_dataset(name: str, *, seed: int = 0, val_fraction: float = 0.2, test_fr
         bunch = skd.load_breast_cancer()
         x = bunch.data.astype(np.float32)
         class_names = [str(c) for c in bunch.target_names]
+        feature_names = [str(f) for f in bunch.feature_names]
     elif name == "digits":
         bunch = skd.load_digits()
         x = bunch.images.astype(np.float32)[:, None, :, :]  # [n, 1, 8, 8], raw 0..16 pixels
         class_names = [str(c) for c in bunch.target_names]
+        feature_names = None  # pixels: the reference profile names them x0..x63
     else:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
     y = bunch.target.astype(np.int64)
@@ -63,4 +66,4 @@ def load_dataset(name: str, *, seed: int = 0, val_fraction: float = 0.2, test_fr
     x_train, x_val, y_train, y_val = train_test_split(
         x_rest, y_rest, test_size=val_fraction / (1 - test_fraction), stratify=y_rest, random_state=seed
     )
-    return DatasetSplit(name, x_train, y_train, x_val, y_val, x_test, y_test, class_names)
+    return DatasetSplit(name, x_train, y_train, x_val, y_val, x_test, y_test, class_names, feature_names)

@@ -4,8 +4,9 @@
 runs) wraps it. It resolves the URI to a concrete version once, or takes an already resolved one
 (the operator passes ``models:/NAME/VERSION``, so an alias is never resolved twice), reuses an
 existing complete export with the same settings, else converts, gates on parity (plain ONNX,
-ORT-optimized, and int8 if asked), writes ``model.onnx`` then ``export.json`` and uploads them in
-that order to the version's run under ``onnx/opset<N>-<quantize>-<hash>/``. ``export.json`` is the
+ORT-optimized, and int8 if asked), writes ``model.onnx``, the run's reference profile
+(``reference.json``, when the version's run logged one) and ``export.json``, and uploads them in that
+order to the version's run under ``onnx/opset<N>-<quantize>-<hash>/``. ``export.json`` is the
 completion marker: it is written last and carries the ONNX file's sha256, so a half-finished export
 never looks valid. The record types are modelops_registry's, where the operator reads them.
 """
@@ -24,6 +25,8 @@ from typing import Literal
 import numpy as np
 
 from modelops_registry import client as registry
+from modelops_registry.errors import RegistryAnswer
+from modelops_registry.reader import reader
 from modelops_registry.record import (
     EXPORT_EXPERIMENT,
     EXPORT_RUN_TAG,
@@ -36,6 +39,7 @@ from modelops_registry.record import (
 )
 
 from . import parity as gate
+from . import reference as profile
 from .convert import convert, pick_flavor
 from .errors import ExportFailedError, ModelopsError, ParityError, registry_errors
 from .mlflow_client import call_with_retries, check_reachable, client, first_line, resolve_tracking_uri
@@ -162,6 +166,7 @@ def _export(
                 return record
         steps("download model")
         local = _download_model(mv, tracking_uri, Path(tmp) / "model")
+        reference = _download_reference(mv, tracking_uri)
         record, onnx_bytes = _convert_and_gate(
             mv,
             local,
@@ -176,10 +181,13 @@ def _export(
             int8_tolerance=int8_tolerance,
             samples=samples,
         )
+        if reference is not None:
+            _check_reference_width(reference, record, mv)
+            record.reference = profile.FILENAME
         record.export_seconds = round(steps.elapsed(), 3)
         steps("write and upload")
-        _publish_local(work, onnx_bytes, record)
-        _upload(work, run_id, artifact_path, tracking_uri)
+        _publish_local(work, onnx_bytes, record, reference)
+        _upload(work, run_id, artifact_path, tracking_uri, record)
     steps.done()
     return record
 
@@ -338,10 +346,52 @@ def _download_model(mv: registry.ResolvedVersion, tracking_uri: str, dst: Path) 
     return Path(call_with_retries(download, what=f"download {mv.uri}", tracking_uri=tracking_uri))
 
 
+def _download_reference(mv: registry.ResolvedVersion, tracking_uri: str) -> bytes | None:
+    """The version's run's reference profile (``reference.ARTIFACT``), validated; None when it has none.
+    A profile that is there but malformed fails the export: it would mislead every drift alert."""
+    if not mv.run_id:
+        return None
+    what = f"download {profile.ARTIFACT} of run {mv.run_id}"
+    try:
+        data = call_with_retries(
+            lambda: reader(tracking_uri).read_artifact(mv.run_id, profile.ARTIFACT, profile.MAX_BYTES),
+            what=what,
+            tracking_uri=tracking_uri,
+        )
+    except RegistryAnswer as exc:
+        raise ExportFailedError(f"cannot {what}: {exc}; fix or delete it, then export again") from exc
+    if data is None:
+        return None
+    try:
+        profile.parse(data)
+    except profile.InvalidReference as exc:
+        raise ExportFailedError(
+            f"{mv.uri}: run {mv.run_id}'s {profile.ARTIFACT} is not a {profile.FORMAT} profile: {exc}; "
+            f"re-log it (modelops_training.reference.profile writes one) or delete it, then export again"
+        ) from exc
+    return data
+
+
+def _check_reference_width(reference: bytes, record: ExportRecord, mv: registry.ResolvedVersion) -> None:
+    """A profile of another input width would bin the wrong columns: refused when the input shape says so."""
+    shape = record.inputs[0].shape if len(record.inputs) == 1 else []
+    if len(shape) < 2 or any(d <= 0 for d in shape[1:]):
+        return  # several inputs or a dynamic row shape: the server checks the rows it sees
+    columns = int(np.prod(shape[1:]))
+    profiled = len(json.loads(reference)["features"])
+    if profiled != min(columns, profile.MAX_FEATURES):
+        raise ExportFailedError(
+            f"{mv.uri}: {profile.ARTIFACT} profiles {profiled} features, but input {record.inputs[0].name!r} "
+            f"{shape} has {columns} columns per row (at most {profile.MAX_FEATURES} are profiled); "
+            f"re-log the profile from this model's training split"
+        )
+
+
 def _existing_export(run_id: str, artifact_path: str, tracking_uri: str, work: Path | None) -> ExportRecord | None:
     """A complete earlier export (modelops_registry.read_export: record readable, model.onnx of its
     size). With a local ``work`` folder its files are copied there, and a model.onnx whose sha256
-    is not the record's means the export is redone."""
+    is not the record's, or a reference.json the record names but the folder lacks, means the
+    export is redone."""
     with registry_errors():
         record = read_export(tracking_uri, run_id, artifact_path)
     if record is None or work is None:
@@ -358,7 +408,17 @@ def _existing_export(run_id: str, artifact_path: str, tracking_uri: str, work: P
         onnx_bytes = onnx_file.read_bytes()
     if hashlib.sha256(onnx_bytes).hexdigest() != record.sha256:
         return None
-    _publish_local(work, onnx_bytes, record)
+    reference = None
+    if record.reference:
+        path = f"{artifact_path}/{profile.FILENAME}"
+        reference = call_with_retries(
+            lambda: reader(tracking_uri).read_artifact(run_id, path, profile.MAX_BYTES),
+            what=f"download the existing {path}",
+            tracking_uri=tracking_uri,
+        )
+        if reference is None:
+            return None
+    _publish_local(work, onnx_bytes, record, reference)
     return record
 
 
@@ -368,16 +428,21 @@ def _atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _publish_local(work: Path, onnx_bytes: bytes, record: ExportRecord) -> None:
-    """Drop any stale marker, then model.onnx, then export.json last."""
+def _publish_local(work: Path, onnx_bytes: bytes, record: ExportRecord, reference: bytes | None) -> None:
+    """Drop any stale marker, then model.onnx, then reference.json (or drop a stale one), export.json last."""
     (work / "export.json").unlink(missing_ok=True)
     _atomic_write(work / "model.onnx", onnx_bytes)
+    if reference is None:
+        (work / profile.FILENAME).unlink(missing_ok=True)
+    else:
+        _atomic_write(work / profile.FILENAME, reference)
     _atomic_write(work / "export.json", record.to_json().encode())
 
 
-def _upload(work: Path, run_id: str, artifact_path: str, tracking_uri: str) -> None:
+def _upload(work: Path, run_id: str, artifact_path: str, tracking_uri: str, record: ExportRecord) -> None:
     mc = client(tracking_uri)
-    for name in ("model.onnx", "export.json"):  # the marker goes last
+    names = ["model.onnx", *([profile.FILENAME] if record.reference else []), "export.json"]
+    for name in names:  # the marker goes last
         call_with_retries(
             lambda name=name: mc.log_artifact(run_id, str(work / name), artifact_path),
             what=f"upload {name}",

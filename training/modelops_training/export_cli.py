@@ -35,12 +35,14 @@ TRUNCATED = " [truncated]"
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="modelops-export",
-        description="Export a registered MLflow model version to ONNX behind a parity gate; writes model.onnx and "
-        "export.json to --out and uploads both next to the model version.",
+        description="Export a registered MLflow model version to ONNX behind a parity gate; writes model.onnx, "
+        "the run's reference.json (when it logged one) and export.json to --out and uploads them next to the "
+        "model version.",
     )
     p.add_argument("model_uri", metavar="MODEL_URI", help="models:/NAME/VERSION or models:/NAME@ALIAS")
     p.add_argument(
-        "--out", help="folder for local copies of model.onnx and export.json (default: none, only the upload)"
+        "--out",
+        help="folder for local copies of model.onnx, reference.json and export.json (default: none, only the upload)",
     )
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else the local store)")
     p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")

@@ -4,7 +4,8 @@ The logged model is what the exporter and the inference server consume: pytorch 
 one float32 input ``input`` (a batch of raw features), softmax ``probabilities`` out, a
 signature with a dynamic batch axis and an input example holding at least one row per class.
 With it goes the labelled test split (``replay_set.EVALUATION_ARTIFACT``), which the operator
-replays against this version and the one it would replace.
+replays against this version and the one it would replace, and the training split's reference
+profile (``reference.ARTIFACT``), which the server's drift series are compared with.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .errors import TrainingError
 from .evaluation import classification_metrics, plot_confusion_matrix, plot_learning_curves
 from .mlflow_client import ensure_experiment, fluent_tracking_uri
 from .models import Sabotaged, build_model
+from .reference import log_reference, profile
 from .registry import Promotion, promote_if_better, register, set_alias
 from .replay_set import log_evaluation_set
 
@@ -200,6 +202,8 @@ def _train_and_log(cfg: TrainConfig, tracking_uri: str) -> TrainResult:
         test = evaluate(model, data.x_test, data.y_test)
         mlflow.log_metrics({f"test_{k}": v for k, v in test.items()})
         log_evaluation_set(data.x_test, data.y_test)
+        # the model's own answers on the rows it learned from: what served traffic is compared with
+        log_reference(profile(data.x_train, predict(model, data.x_train), data.feature_names))
         with tempfile.TemporaryDirectory() as tmp:
             preds = predict(model, data.x_test).argmax(axis=1)
             plot_confusion_matrix(data.y_test, preds, data.class_names, Path(tmp) / "confusion_matrix.png")

@@ -15,13 +15,19 @@ import json
 import sys
 from pathlib import Path
 
+from grafana_foundation_sdk.builders import bargauge, prometheus, stat, table, timeseries
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash
-from grafana_foundation_sdk.builders import prometheus, stat, table, timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import prometheus as prometheus_m
-from grafana_foundation_sdk.models.dashboard import DataSourceRef, VariableRefresh, VariableSort
+from grafana_foundation_sdk.models.dashboard import (
+    DataSourceRef,
+    Threshold,
+    ThresholdsMode,
+    VariableRefresh,
+    VariableSort,
+)
 
 HERE = Path(__file__).resolve().parent
 DATASOURCE = DataSourceRef(type_val="prometheus", uid="${datasource}")
@@ -31,6 +37,22 @@ INFER = 'endpoint=~"infer|predict"'
 SEL = 'namespace=~"$namespace", model_name=~"$model", model_version=~"$version"'
 BY = "namespace, model_name, model_version"
 MODEL_LEGEND = "{{namespace}}/{{model_name}} v{{model_version}}"
+# Canary vs stable: per ModelDeployment and track, whatever the version (a canary usually serves another).
+TRACK_SEL = 'namespace=~"$namespace", model_name=~"$model"'
+TRACK_BY = "namespace, model_name, track"
+TRACK_LEGEND = "{{namespace}}/{{model_name}} {{track}}"
+
+
+def stable_track(expr: str) -> str:
+    """The PodMonitor copies a pod's modelops.io/track label into `track`; stable pods have none, so
+    their series are named track="stable" here."""
+    return f'label_replace({expr}, "track", "stable", "track", "")'
+
+
+def md_namespace(expr: str) -> str:
+    """An operator series per ModelDeployment with `namespace` the ModelDeployment's: the scrape sets the
+    target's (the operator's) namespace and renames the metric's own label to exported_namespace."""
+    return f'label_replace({expr}, "namespace", "$1", "exported_namespace", "(.+)")'
 
 
 def query(expr: str, legend: str = "", ref: str = "A", *, instant: bool = False, table_format: bool = False):
@@ -59,6 +81,16 @@ def series(title: str, description: str, unit: str, *queries, width: int = 12, s
     return panel
 
 
+def psi_thresholds():
+    """The drift alerts' default thresholds (monitoring.alerts.featureDrift / predictionDrift)."""
+    return dash.ThresholdsConfig().mode(ThresholdsMode.ABSOLUTE).steps([
+        Threshold(None, "green"), Threshold(0.1, "orange"), Threshold(0.25, "red")])
+
+
+def dashed_thresholds():
+    return common_b.GraphThresholdsStyleConfig().mode(common.GraphThresholdsStyleMode.DASHED)
+
+
 def datasource_variable():
     return dash.DatasourceVariable("datasource").label("Data source").type("prometheus")
 
@@ -79,6 +111,21 @@ def inference_dashboard():
 
     def quantile(q: float) -> str:
         return f"histogram_quantile({q}, sum by (le, {BY}) (rate({duration}[{RATE}])))"
+
+    track_requests = f"modelops_inference_requests_total{{{INFER}, {TRACK_SEL}}}"
+    predictions = f"modelops_inference_predictions_total{{{TRACK_SEL}}}"
+    served = f"modelops_inference_predictions_total{{{SEL}}}"
+
+    def per_track(metric: str) -> str:
+        return f"sum by ({TRACK_BY}) (rate({metric}[{RATE}]))"
+
+    def score_quantile(q: float) -> str:
+        return stable_track(f"histogram_quantile({q}, sum by (le, {TRACK_BY}) "
+                            f"(rate(modelops_inference_prediction_score_bucket{{{TRACK_SEL}}}[{RATE}])))")
+
+    # the operator names a ModelDeployment `name`; the servers call it model_name
+    weight = ('label_replace(' + md_namespace("modelops_operator_canary_weight")
+              + ', "model_name", "$1", "name", "(.+)")')
 
     builder = (
         dash.Dashboard("modelops / Inference").uid("modelops-inference")
@@ -155,12 +202,91 @@ def inference_dashboard():
             .description("What each pod serves: model version, ONNX file sha256, platform.")
             .with_target(query(f"max by ({BY}, sha256, platform) (modelops_inference_model_info{{{SEL}}})",
                                instant=True, table_format=True)))
+        .with_row(dash.Row("Canary"))
+        .with_panel(series(
+            "Canary weight (current step)",
+            "Percent of the Gateway's traffic each ModelDeployment's canary takes now (0: none running), "
+            "from the operator: the step the comparisons beside it are judged at.",
+            "percent",
+            query(f"max by (namespace, model_name) ({weight}) and on (namespace, model_name) "
+                  f"group by (namespace, model_name) (modelops_inference_model_info{{{TRACK_SEL}}})",
+                  "{{namespace}}/{{model_name}}")))
+        .with_panel(series(
+            "Canary vs stable: requests per second",
+            "Inference requests per second the canary and the stable pods answer: their ratio should follow "
+            "the canary weight.",
+            "reqps", query(stable_track(per_track(track_requests)), TRACK_LEGEND)))
+        .with_panel(series(
+            "Canary vs stable: 5xx error rate",
+            "Share of each track's inference requests answered with 5xx, which the operator's live analysis "
+            "compares at every step (maxErrorRateIncrease).",
+            "percentunit",
+            query(stable_track(
+                per_track(f'modelops_inference_requests_total{{{INFER}, {TRACK_SEL}, status_code=~"5.."}}')
+                + f" / {per_track(track_requests)}"), TRACK_LEGEND)))
+        .with_panel(series(
+            "Canary vs stable: p99 latency",
+            "99th percentile of each track's request latency, which the live analysis compares at every step "
+            "(maxLatencyRatio).",
+            "s",
+            query(stable_track(f"histogram_quantile(0.99, sum by (le, {TRACK_BY}) (rate("
+                               f"modelops_inference_request_duration_seconds_bucket{{{INFER}, {TRACK_SEL}}}"
+                               f"[{RATE}])))"), TRACK_LEGEND)))
+        .with_panel(series(
+            "Canary vs stable: predicted classes",
+            "Share of each track's answered rows per predicted (top-1) class: a canary that shifts it answers "
+            "differently, which the live analysis tests (maxClassShift).",
+            "percentunit",
+            query(stable_track(f"sum by ({TRACK_BY}, class) (rate({predictions}[{RATE}])) / on ({TRACK_BY}) "
+                               f"group_left sum by ({TRACK_BY}) (rate({predictions}[{RATE}]))"),
+                  f"{TRACK_LEGEND}: class {{{{class}}}}")))
+        .with_panel(series(
+            "Canary vs stable: top-1 score p10 / p50 / p90",
+            "Quantiles of each track's top-1 score (the winning class's probability): a canary less or more "
+            "sure of its answers moves them, which the live analysis tests (maxScoreKS).",
+            "short",
+            query(score_quantile(0.1), f"p10 {TRACK_LEGEND}"),
+            query(score_quantile(0.5), f"p50 {TRACK_LEGEND}", "B"),
+            query(score_quantile(0.9), f"p90 {TRACK_LEGEND}", "C")))
+        .with_row(dash.Row("Drift"))
+        .with_panel(series(
+            "PSI per feature",
+            "Population stability index of each input feature's served values over the chart's drift window "
+            "(monitoring.drift.window) against the training split's reference bins (recording rule "
+            "modelops:feature_psi): under 0.1 stable, 0.1 to 0.25 a moderate shift (warning), above 0.25 a "
+            "large one (critical).",
+            "short",
+            query(f"max by ({BY}, feature) (modelops:feature_psi{{{SEL}}})", f"{MODEL_LEGEND}: {{{{feature}}}}"))
+            .thresholds(psi_thresholds()).thresholds_style(dashed_thresholds()))
+        .with_panel(
+            bargauge.Panel().title("Top drifting features").datasource(DATASOURCE).span(12).height(8)
+            .description("The ten features with the largest PSI now, over every selected model version.")
+            .unit("short").min(0).thresholds(psi_thresholds())
+            .display_mode(common.BarGaugeDisplayMode.GRADIENT).orientation(common.VizOrientation.HORIZONTAL)
+            .with_target(query(f"topk(10, max by ({BY}, feature) (modelops:feature_psi{{{SEL}}}))",
+                               f"{MODEL_LEGEND}: {{{{feature}}}}", instant=True)))
+        .with_panel(series(
+            "Prediction PSI",
+            "Population stability index of the served top-1 classes over the drift window against the model's "
+            "own predictions on its training split (recording rule modelops:prediction_psi).",
+            "short", query(f"max by ({BY}) (modelops:prediction_psi{{{SEL}}})", MODEL_LEGEND))
+            .thresholds(psi_thresholds()).thresholds_style(dashed_thresholds()))
+        .with_panel(series(
+            "Predicted classes vs reference",
+            "Share of answered rows per predicted (top-1) class, served against the reference profile's share "
+            "of the same class: a gap between a class's two lines is what the prediction PSI measures.",
+            "percentunit",
+            query(f"sum by ({BY}, class) (rate({served}[{RATE}])) / on ({BY}) group_left "
+                  f"sum by ({BY}) (rate({served}[{RATE}]))", f"served {MODEL_LEGEND}: class {{{{class}}}}"),
+            query(f"max by ({BY}, class) (modelops_inference_prediction_reference_ratio{{{SEL}}})",
+                  f"reference {MODEL_LEGEND}: class {{{{class}}}}", "B")))
     )
     return builder.build()
 
 
 def operator_dashboard():
     op = 'job=~"$job"'
+    phase = md_namespace(f"modelops_operator_modeldeployment_phase{{{op}}}")
 
     def by_result(metric: str) -> str:
         return f"sum by (result) (increase({metric}{{{op}}}[{RATE}]))"
@@ -219,16 +345,21 @@ def operator_dashboard():
         .with_panel(series(
             "Phase of every ModelDeployment",
             "One line per ModelDeployment, labelled with its current phase (Pending, Exporting, RollingOut, "
-            "Verifying, Ready, RolledBack, Failed); a change of phase starts a new line.",
+            "Canary, Held, Verifying, Ready, RolledBack, Failed); a change of phase starts a new line.",
             "short",
-            query(f"max by (namespace, name, phase) (modelops_operator_modeldeployment_phase{{{op}}} == 1)",
-                  "{{namespace}}/{{name}}: {{phase}}"), width=12))
+            query(f"max by (namespace, name, phase) ({phase} == 1)", "{{namespace}}/{{name}}: {{phase}}"),
+            width=12))
         .with_panel(
             table.Panel().title("ModelDeployments now").datasource(DATASOURCE).span(12).height(8)
             .description("The current phase of every ModelDeployment.")
-            .with_target(query(
-                f"max by (namespace, name, phase) (modelops_operator_modeldeployment_phase{{{op}}} == 1)",
-                instant=True, table_format=True)))
+            .with_target(query(f"max by (namespace, name, phase) ({phase} == 1)", instant=True, table_format=True)))
+        .with_panel(series(
+            "Canary weight of every ModelDeployment",
+            "Percent of the Gateway's traffic each canary takes now, step by step (0: none running); a drop to 0 "
+            "before the last step is an abort or a failed step.",
+            "percent",
+            query(f"max by (namespace, name) ({md_namespace(f'modelops_operator_canary_weight{{{op}}}')})",
+                  "{{namespace}}/{{name}}"), width=12))
     )
     return builder.build()
 

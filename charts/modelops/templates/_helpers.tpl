@@ -121,6 +121,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (include "modelops.componentName" (dict "ctx" . "component" "webhook")) .Values.operator.webhook.existingSecret }}
 {{- end }}
 
+{{/* The Bearer token of POST /webhooks/alertmanager: the chart's Secret <fullname>-alert-webhook (key token),
+generated once and kept (lookup), or operator.alertWebhook.existingSecret/existingSecretKey. The
+AlertmanagerConfig sends the same Secret's key. */}}
+{{- define "modelops.alertWebhookSecretName" -}}
+{{- default (printf "%s-alert-webhook" (include "modelops.fullname" .)) .Values.operator.alertWebhook.existingSecret }}
+{{- end }}
+
+{{- define "modelops.alertWebhookSecretKey" -}}
+{{- ternary .Values.operator.alertWebhook.existingSecretKey "token" (not (empty .Values.operator.alertWebhook.existingSecret)) }}
+{{- end }}
+
 {{/* MLflow basic auth: the Secret with the admin's credentials and the Flask key (given or the chart's). */}}
 {{- define "modelops.mlflow.authSecretName" -}}
 {{- default (include "modelops.componentName" (dict "ctx" . "component" "mlflow-auth")) .Values.mlflow.auth.existingSecret }}
@@ -153,9 +164,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
-{{/* Whether the cluster serves a Prometheus Operator kind: (dict "ctx" $ "kind" "ServiceMonitor"). */}}
+{{/* Whether the cluster serves a Prometheus Operator kind: (dict "ctx" $ "kind" "ServiceMonitor"), at
+version v1 unless given: (dict "ctx" $ "kind" "AlertmanagerConfig" "version" "v1alpha1"). */}}
 {{- define "modelops.hasMonitoringKind" -}}
-{{- if .ctx.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/v1/%s" .kind) }}true{{ end }}
+{{- if .ctx.Capabilities.APIVersions.Has (printf "monitoring.coreos.com/%s/%s" (default "v1" .version) .kind) }}true{{ end }}
 {{- end }}
 
 {{/* Empty, or an imagePullSecrets block: use as {{- with include ... }}{{ . | nindent N }}{{- end }}. */}}
@@ -163,6 +175,15 @@ app.kubernetes.io/component: {{ .component }}
 {{- with .Values.imagePullSecrets -}}
 imagePullSecrets:
 {{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* MODELOPS_GATEWAY, the default parentRef of ModelDeployments' HTTPRoutes: "<namespace>/<name>[/<sectionName>]", or empty. */}}
+{{- define "modelops.gateway" -}}
+{{- with .Values.operator.gateway }}
+{{- if .name }}
+{{- join "/" (compact (list .namespace .name .sectionName)) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
@@ -182,5 +203,13 @@ imagePullSecrets:
 {{- end }}
 {{- if and (not .Values.mlflow.enabled) (not .Values.operator.trackingUri) }}
 {{- fail "mlflow.enabled=false needs operator.trackingUri (the operator reads models from MLflow)" }}
+{{- end }}
+{{- with .Values.operator.gateway }}
+{{- if and .name (not .namespace) }}
+{{- fail "operator.gateway.name needs operator.gateway.namespace (MODELOPS_GATEWAY is <namespace>/<name>[/<sectionName>])" }}
+{{- end }}
+{{- if and (not .name) (or .namespace .sectionName) }}
+{{- fail "operator.gateway.namespace and .sectionName need operator.gateway.name (empty name: no default Gateway)" }}
+{{- end }}
 {{- end }}
 {{- end }}

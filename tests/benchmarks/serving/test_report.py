@@ -64,6 +64,27 @@ def test_overload_needs_the_admitted_throughput_kept_and_a_short_admitted_p99():
     assert report.target_overload([base]).verdict == "N/A"
 
 
+def test_drift_counting_is_judged_on_the_median_round_of_each_protocol():
+    runs = [run(scenario="drift", protocol=p, drift=d, round=r, **measured(v, server_cpu_us_per_req=c))
+            for p, r, d, v, c in [("json", 1, "off", 1000, 100), ("json", 1, "on", 960, 102),
+                                  ("json", 2, "off", 1000, 100), ("json", 2, "on", 800, 104),
+                                  ("json", 3, "off", 900, 100), ("json", 3, "on", 990, 101),
+                                  ("grpc", 1, "off", 1000, 100), ("grpc", 1, "on", 951, 103)]]
+    t = report.target_drift(runs)
+    assert t.verdict == "PASS"
+    assert t.measured == ("json 0.960x req/s (1.020x CPU µs/req) over 3 rounds, "
+                          "grpc 0.951x req/s (1.030x CPU µs/req) over 1 round")
+    runs[1]["drift_count_us_per_run"] = 2.0
+    assert report.target_drift(runs).measured.endswith(
+        "; counting alone, in process: 2.00 µs per one-row run = 2.0% of the json off runs' 100 µs server CPU per "
+        "request")
+    slow = run(scenario="drift", protocol="grpc", drift="on", round=1, **measured(940))
+    assert report.target_drift([*runs[:7], slow]).verdict == "FAIL"
+    assert report.target_drift(runs[:1]).verdict == "N/A"
+    report.add_ratios(runs)
+    assert [r["ratio"] for r in runs] == [1.0, 0.96, 1.0, 0.8, 1.0, 1.1, 1.0, 0.95]
+
+
 def test_ratios_divide_by_the_scenario_reference():
     runs = [run(**measured(1000)), run(server="mlserver_pw0", **measured(250)),
             run(scenario="batching", batching="on", **measured(300)),
