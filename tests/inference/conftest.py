@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import uvloop
 
@@ -71,6 +72,23 @@ def client(mlp_path, mlp_sha256) -> Iterator[TestClient]:
         c.app.state.server.runtime.wait_loaded(30)
         wait_ready(c)
         yield c
+
+
+@contextlib.contextmanager
+def serving(path, **config) -> Iterator[TestClient]:
+    """An in-process server of the model at `path` as model m, version 2, once it is ready."""
+    with make_client(model_uri=str(path), model_name="m", model_version="2", **config) as client:
+        wait_ready(client)
+        yield client
+
+
+def v2_body(rows: np.ndarray, request_id: str | None = None) -> dict:
+    """A v2 JSON inference request of FP32 `rows` as the input named `input`."""
+    body = {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
+                        "data": rows.ravel().tolist()}]}
+    if request_id is not None:
+        body["id"] = request_id
+    return body
 
 
 def wait_ready(client: TestClient, timeout: float = 30) -> None:

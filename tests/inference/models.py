@@ -29,6 +29,13 @@ def mlp_reference(x: np.ndarray, seed: int = 0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def assert_mlp_answers(probabilities, x: np.ndarray) -> None:
+    """The MLP's answers for `x` are its numpy reference. With an atol as well as an rtol:
+    onnxruntime's float32 kernels (which vary with the batch's size) differ from numpy's by
+    ~1e-16 absolute, a relative 1e-5 on probabilities near 1e-11."""
+    np.testing.assert_allclose(probabilities, mlp_reference(x), rtol=1e-5, atol=1e-7)
+
+
 def save(model: onnx.ModelProto, path: Path) -> Path:
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
@@ -92,6 +99,12 @@ def slow(path: Path, width: int = 512, depth: int = 100) -> Path:
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", FEATURES])]
     outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["batch", FEATURES])]
     return save(_model(nodes, inputs, outputs, inits, "slow"), path)
+
+
+def slow_payloads(count: int = 8, rows: int = 1024) -> list[np.ndarray]:
+    """`count` inputs for `slow`, the i-th all i (its answer is itself again): 1,024 rows is ~0.3 s of
+    compute each, seconds for eight, so on a loaded machine none ends before several are seen in flight."""
+    return [np.full((rows, FEATURES), i, np.float32) for i in range(count)]
 
 
 # Every v2 datatype and the ONNX element type that carries it.

@@ -193,3 +193,72 @@ def test_the_worker_survives_a_batch_that_breaks_and_keeps_serving():
     first, second = asyncio.run(main())
     assert isinstance(first, Exception)
     assert second["y"].tolist() == [[1, 1]]
+
+
+def test_each_run_hands_its_answered_rows_and_their_inputs_to_the_counters_once():
+    arrays = [np.full((i % 3 + 1, 2), i, dtype=np.float32) for i in range(12)]
+    arrays[4] = -arrays[4]  # fails alone: its rows are never answered
+    answered, asked = [], []
+
+    def hand(inputs, outputs):
+        answered.append(outputs["y"])
+        asked.append(inputs["x"])
+
+    async def main():
+        batcher = Batcher(Recorder(), 64, 0.05, answered=hand)
+        await batcher.start()
+        batcher.arriving = len(arrays)
+        try:
+            return await submit_all(batcher, arrays)
+        finally:
+            await batcher.stop()
+
+    asyncio.run(main())
+    counted = np.concatenate(answered)[:, 0] / 2
+    assert sorted(counted.tolist()) == sorted(float(i) for i, a in enumerate(arrays) for _ in a if i != 4)
+    assert len(answered) < len(arrays)  # per run, not per request
+    np.testing.assert_array_equal(np.concatenate(asked) * 2, np.concatenate(answered))
+
+
+def test_rows_and_inputs_of_a_caller_that_went_away_during_the_run_are_not_counted():
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+
+    def slow(inputs):
+        started.set()
+        release.wait(10)
+        return {"y": inputs["x"]}
+
+    answered = []
+
+    async def main():
+        batcher = Batcher(slow, 64, 0.05, answered=lambda inputs, outputs: answered.append((inputs["x"], outputs["y"])))
+        await batcher.start()
+        batcher.arriving = 3
+        tasks = [asyncio.create_task(batcher.submit({"x": np.full((2, 1), i, np.float32)})) for i in range(3)]
+        await asyncio.sleep(0)
+        batcher.arriving = 0
+        await asyncio.get_running_loop().run_in_executor(None, started.wait, 10)
+        tasks[1].cancel()  # e.g. a gRPC deadline passed
+        release.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await batcher.stop()
+
+    asyncio.run(main())
+    [(inputs, rows)] = answered
+    assert rows[:, 0].tolist() == inputs[:, 0].tolist() == [0, 0, 2, 2]
+
+
+def test_the_runner_without_batching_counts_every_answered_run():
+    answered = []
+
+    async def main():
+        runner = Runner(Recorder(), answered=lambda inputs, outputs: answered.append(outputs["y"].shape[0]))
+        try:
+            return await submit_all(runner, [np.ones((n, 2), np.float32) for n in (1, 2, 3)] + [-np.ones((1, 2))])
+        finally:
+            await runner.stop()
+
+    asyncio.run(main())
+    assert answered == [1, 2, 3]

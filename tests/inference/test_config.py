@@ -20,6 +20,13 @@ def test_environment_variables_are_the_defaults_and_flags_override_them(monkeypa
     assert config.max_batch_delay_ms == 0.5
 
 
+def test_the_drift_reference_comes_from_the_environment_or_the_flag(monkeypatch):
+    assert parse_args(["--model-uri", "m.onnx"]).reference == ""  # reference.json beside the model
+    monkeypatch.setenv("MODELOPS_REFERENCE", "/profiles/r.json")
+    assert parse_args(["--model-uri", "m.onnx"]).reference == "/profiles/r.json"
+    assert parse_args(["--model-uri", "m.onnx", "--reference", "runs:/r/ref.json"]).reference == "runs:/r/ref.json"
+
+
 def test_defaults_match_the_operator_contract():
     config = parse_args(["--model-uri", "/models/m.onnx"])
     assert (config.port, config.host, config.batching) == (8080, "0.0.0.0", True)

@@ -96,7 +96,7 @@ def test_infer_answers_the_models_output_in_the_requests_encoding(serving, raw):
     response = infer(serving.target, ROWS, raw=raw, id="req-7")
     assert (response.model_name, response.model_version, response.id) == ("mlp", "3", "req-7")
     assert bool(response.raw_output_contents) is raw
-    np.testing.assert_allclose(probabilities(response), models.mlp_reference(ROWS), rtol=1e-5)
+    models.assert_mlp_answers(probabilities(response), ROWS)
 
 
 def test_unknown_models_versions_and_methods(serving):
@@ -151,7 +151,7 @@ def test_draining_fails_readiness_at_once_and_keeps_serving(serving):
     assert not call(serving.target, "ServerReady", wire.ServerReadyRequest(), wire.ServerReadyResponse).ready
     assert health(serving.target) == health_pb2.HealthCheckResponse.NOT_SERVING
     assert health(serving.target, "liveness") == health_pb2.HealthCheckResponse.SERVING
-    np.testing.assert_allclose(probabilities(infer(serving.target, ROWS)), models.mlp_reference(ROWS), rtol=1e-5)
+    models.assert_mlp_answers(probabilities(infer(serving.target, ROWS)), ROWS)
 
 
 def test_health_watch_reports_changes_and_ends_when_the_listener_stops(serving):
@@ -270,8 +270,7 @@ def test_http_and_grpc_requests_are_batched_into_the_same_model_runs(mlp_path):
         answers = serving.run(both())
     http_answers, grpc_answers = answers[:9], answers[9:]
     assert all(a.status_code == 200 for a in http_answers) and len(grpc_answers) == 8
-    np.testing.assert_allclose(probabilities(grpc_answers[0]), models.mlp_reference(np.full((1, 4), 2.0, np.float32)),
-                               rtol=1e-5)
+    models.assert_mlp_answers(probabilities(grpc_answers[0]), np.full((1, 4), 2.0, np.float32))
     assert [1.0, 2.0] in batches, f"no model run held rows of both protocols: {batches}"
 
 

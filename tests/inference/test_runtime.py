@@ -13,7 +13,7 @@ from modelops_inference.config import ServerConfig
 from modelops_inference.runtime import ModelRuntime, ModelState
 
 from ..conftest import tracking
-from . import models
+from . import models, references
 
 
 def load(uri, **config) -> ModelRuntime:
@@ -35,7 +35,7 @@ def test_loads_verifies_and_describes_the_graph(mlp_path, mlp_sha256):
 def test_runs_match_the_reference(mlp_path):
     runtime = load(mlp_path)
     x = np.random.default_rng(1).normal(size=(5, 4)).astype(np.float32)
-    np.testing.assert_allclose(runtime.run({"input": x})["probabilities"], models.mlp_reference(x), rtol=1e-5)
+    models.assert_mlp_answers(runtime.run({"input": x})["probabilities"], x)
 
 
 def test_a_directory_with_model_onnx_is_accepted(tmp_path, mlp_path):
@@ -120,3 +120,48 @@ def test_mlflow_uris_are_downloaded_into_the_model_dir(mlflow_store, uri, tmp_pa
     assert runtime.ready, runtime.reason
     assert list((tmp_path / "dl").rglob("model.onnx"))
     assert json.dumps(runtime.inputs[0].metadata())
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, mlp_path):
+    """A run holding two exports as the exporter lays them out: `onnx/with/` with a reference.json beside
+    model.onnx, `onnx/without/` with none."""
+    import mlflow
+
+    root = tmp_path_factory.mktemp("exported")
+    for name in ("with", "without"):
+        (root / name).mkdir()
+        (root / name / "model.onnx").write_bytes(mlp_path.read_bytes())
+    references.write(root / "with" / "reference.json", references.profile(np.ones((3, 4))))
+    with tracking(f"sqlite:///{root}/mlflow.db") as uri:
+        experiment = mlflow.create_experiment("exports", artifact_location=str(root / "artifacts"))
+        with mlflow.start_run(experiment_id=experiment) as run:
+            for name in ("with", "without"):
+                mlflow.log_artifacts(str(root / name), artifact_path=f"onnx/{name}")
+        yield uri, run.info.run_id, root
+
+
+def test_the_reference_beside_an_exported_model_file_is_downloaded_with_it(exported, tmp_path, monkeypatch):
+    tracking_uri, run_id, root = exported
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    runtime = load(f"runs:/{run_id}/onnx/with/model.onnx", model_dir=str(tmp_path / "dl"))
+    assert runtime.ready, runtime.reason
+    assert runtime.reference_note == f"runs:/{run_id}/onnx/with/reference.json"
+    assert runtime.reference_path.read_bytes() == (root / "with" / "reference.json").read_bytes()
+
+
+def test_an_export_without_a_reference_loads_and_says_none_was_found(exported, tmp_path, monkeypatch):
+    tracking_uri, run_id, _ = exported
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    runtime = load(f"runs:/{run_id}/onnx/without/model.onnx", model_dir=str(tmp_path / "dl"))
+    assert runtime.ready, runtime.reason
+    assert runtime.reference_path is None
+    assert runtime.reference_note.startswith(f"cannot fetch runs:/{run_id}/onnx/without/reference.json")
+
+
+def test_a_local_model_finds_the_reference_in_its_folder_and_the_flag_wins(tmp_path, mlp_path):
+    (tmp_path / "model.onnx").write_bytes(mlp_path.read_bytes())
+    beside = references.write(tmp_path / "reference.json", references.profile(np.ones((3, 4))))
+    assert load(tmp_path).reference_path == beside
+    assert load(tmp_path / "model.onnx", reference="/nope.json").reference_note == "/nope.json is not a file"
+    assert load(mlp_path).reference_path is None

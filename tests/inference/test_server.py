@@ -3,6 +3,7 @@ error as a 4xx JSON body, and the metrics endpoint."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 
@@ -56,15 +57,14 @@ def test_v2_infer_returns_the_models_output_and_echoes_the_id(client, path):
     assert (body["model_name"], body["model_version"], body["id"]) == ("mlp", "3", "req-42")
     [out] = body["outputs"]
     assert (out["name"], out["datatype"], out["shape"]) == ("probabilities", "FP32", [2, 3])
-    expected = models.mlp_reference(np.array(ROWS, dtype=np.float32))
-    np.testing.assert_allclose(np.array(out["data"]).reshape(2, 3), expected, rtol=1e-5)
+    models.assert_mlp_answers(np.array(out["data"]).reshape(2, 3), np.array(ROWS, dtype=np.float32))
 
 
 def test_v1_predict_returns_one_prediction_per_instance(client):
     response = client.post("/v1/models/mlp:predict", json={"instances": ROWS})
     assert response.status_code == 200
     predictions = np.array(response.json()["predictions"])
-    np.testing.assert_allclose(predictions, models.mlp_reference(np.array(ROWS, dtype=np.float32)), rtol=1e-5)
+    models.assert_mlp_answers(predictions, np.array(ROWS, dtype=np.float32))
     assert client.get("/v1/models").json() == {"models": ["mlp"]}
     assert client.get("/v1/models/mlp").json() == {"name": "mlp", "ready": True}
 
@@ -147,8 +147,7 @@ def test_binary_inputs_and_binary_outputs_in_process(client):
     [out] = header["outputs"]
     assert out["parameters"] == {"binary_data_size": 2 * 3 * 4} and "data" not in out
     assert header["id"] == "b1" and header["parameters"] == {"binary_data_output": True}
-    np.testing.assert_allclose(np.frombuffer(binary, np.float32).reshape(2, 3), models.mlp_reference(rows),
-                               rtol=1e-5)
+    models.assert_mlp_answers(np.frombuffer(binary, np.float32).reshape(2, 3), rows)
 
 
 def test_binary_inputs_with_json_outputs_are_plain_json(client):
@@ -344,6 +343,39 @@ def test_metrics_are_named_by_convention_and_initialised(client, mlp_sha256):
     assert value("modelops_inference_model_load_duration_seconds") > 0
     assert value("modelops_inference_model_info", sha256=mlp_sha256, platform="onnxruntime_onnx") == 1
     assert ("process_cpu_seconds_total", frozenset()) in samples
+
+
+def test_a_request_cancelled_mid_way_is_still_counted_and_timed(mlp_path):
+    """uvicorn cancels requests still running when its graceful timeout ends: counted as 499, as gRPC
+    counts a cancelled call, not lost from the error rate."""
+    config = ServerConfig(model_uri=str(mlp_path), model_name="mlp")
+    server = ModelServer(config)
+    app = create_app(config, server)
+
+    async def main():
+        await server.start()
+        never = asyncio.Event()
+
+        async def receive():
+            await never.wait()  # the body never comes
+
+        async def send(message):
+            pass
+
+        scope = {"type": "http", "method": "POST", "path": "/v2/models/mlp/infer", "headers": []}
+        request = asyncio.create_task(app(scope, receive, send))
+        await asyncio.sleep(0.05)
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+        await server.stop()
+
+    asyncio.run(main())
+    labels = {"model_name": "mlp", "model_version": "", "protocol": "http", "endpoint": "infer"}
+    registry = server.metrics.registry
+    assert registry.get_sample_value("modelops_inference_requests_total", {**labels, "status_code": "499"}) == 1
+    assert registry.get_sample_value("modelops_inference_request_duration_seconds_count", labels) == 1
+    assert server.admission.in_flight == 0
 
 
 NASTY_BODIES = [

@@ -23,7 +23,8 @@ import pytest
 from modelops_inference.config import parse_args
 
 from ..support import free_port
-from . import models
+from . import models, references
+from .conftest import v2_body
 
 SERVE = str(Path(sys.executable).parent / "modelops-serve")
 
@@ -68,14 +69,6 @@ def serve(tmp_path: Path, *args: str, env: dict | None = None):
         process.wait(10)
 
 
-def v2_body(rows: np.ndarray, request_id: str | None = None) -> dict:
-    body = {"inputs": [{"name": "input", "shape": list(rows.shape), "datatype": "FP32",
-                        "data": rows.ravel().tolist()}]}
-    if request_id is not None:
-        body["id"] = request_id
-    return body
-
-
 def outputs(response: httpx.Response) -> np.ndarray:
     [out] = response.json()["outputs"]
     return np.array(out["data"], dtype=np.float32).reshape(out["shape"])
@@ -98,9 +91,9 @@ def test_serves_a_real_model_over_http_with_env_configuration(tmp_path, mlp_path
         rows = np.random.default_rng(0).normal(size=(3, 4)).astype(np.float32)
         response = httpx.post(server.url + "/v2/models/breast-cancer/versions/2/infer", json=v2_body(rows, "r1"))
         assert response.status_code == 200 and response.json()["id"] == "r1"
-        np.testing.assert_allclose(outputs(response), models.mlp_reference(rows), rtol=1e-5)
+        models.assert_mlp_answers(outputs(response), rows)
         v1 = httpx.post(server.url + "/v1/models/breast-cancer:predict", json={"instances": rows.tolist()})
-        np.testing.assert_allclose(v1.json()["predictions"], models.mlp_reference(rows), rtol=1e-5)
+        models.assert_mlp_answers(v1.json()["predictions"], rows)
         bad = httpx.post(server.url + "/v2/models/breast-cancer/infer", content=b"{nope")
         assert bad.status_code == 400 and "not valid JSON" in bad.json()["error"]
         assert "modelops_inference_requests_total" in httpx.get(server.url + "/metrics").text
@@ -149,12 +142,39 @@ def test_batching_returns_each_caller_its_own_rows_under_concurrency(tmp_path, m
         responses = asyncio.run(_concurrent_infer(server.url + "/v2/models/mlp/infer", payloads, 64))
         for i, (rows, response) in enumerate(zip(payloads, responses, strict=True)):
             assert response.status_code == 200 and response.json()["id"] == str(i)
-            np.testing.assert_allclose(outputs(response), models.mlp_reference(rows), rtol=1e-5)
+            models.assert_mlp_answers(outputs(response), rows)
         metrics = httpx.get(server.url + "/metrics").text
     runs = _sample(metrics, "modelops_inference_batch_requests_count")
     assert _sample(metrics, "modelops_inference_batch_requests_sum") == len(payloads)
     assert runs < len(payloads), "concurrent requests were never merged"
     assert _sample(metrics, 'modelops_inference_batch_rows_bucket{le="32.0"') == runs
+
+
+def test_drift_counters_equal_numpy_counts_of_the_rows_sent(tmp_path, mlp_path):
+    """The exporter's layout (reference.json beside model.onnx), concurrent requests merged into batches:
+    every feature's bin counters are numpy's counts of the rows sent, by the reference's own edges."""
+    (tmp_path / "export").mkdir()
+    model = tmp_path / "export" / "model.onnx"
+    model.write_bytes(mlp_path.read_bytes())
+    training = np.random.default_rng(1).normal(size=(500, 4)).astype(np.float32)
+    reference = references.write(tmp_path / "export" / "reference.json", references.profile(training))
+    rng = np.random.default_rng(2)
+    payloads = [(rng.normal(size=(int(rng.integers(1, 4)), 4)) * 2 + 0.5).astype(np.float32) for _ in range(128)]
+    with serve(tmp_path, "--model-uri", str(model), "--max-batch-delay-ms", "20") as server:
+        server.wait_ready()
+        responses = asyncio.run(_concurrent_infer(server.url + "/v2/models/model/infer", payloads, 32))
+        assert {r.status_code for r in responses} == {200}
+        metrics = httpx.get(server.url + "/metrics").text
+    assert _sample(metrics, "modelops_inference_batch_requests_count") < len(payloads)  # batched runs
+    sent = np.concatenate(payloads).astype(np.float64)
+    for j, feature in enumerate(json.loads(reference.read_text())["features"]):
+        counts = np.bincount(np.searchsorted(feature["edges"], sent[:, j], side="right"),
+                             minlength=len(feature["counts"]))
+        for b, count in enumerate(counts):
+            series = (f'modelops_inference_feature_bin_total{{bin="{b}",feature="{feature["name"]}",'
+                      'model_name="model",model_version=""}')
+            assert _sample(metrics, series) == count, series
+    assert any(line.get("event") == "drift_on" for line in server.log_lines())
 
 
 def test_a_dynamically_quantized_model_answers_each_request_as_if_it_came_alone(tmp_path):
@@ -228,14 +248,14 @@ def test_sigterm_during_load_fails_readiness_first_and_loses_no_request(tmp_path
     assert len(results) > 50
     assert all(status == 200 for _, _, status, _ in results)
     for _, rows, _, out in results:
-        np.testing.assert_allclose(out, models.mlp_reference(rows), rtol=1e-5)
+        models.assert_mlp_answers(out, rows)
     assert signalled <= unready_at
     assert any(t > signalled for t, *_ in results), "no request was in flight when SIGTERM came"
 
 
 def test_in_flight_requests_finish_after_sigterm(tmp_path):
     slow = models.slow(tmp_path / "slow.onnx")
-    payloads = [np.full((64, 4), i, np.float32) for i in range(8)]
+    payloads = models.slow_payloads()
     with serve(tmp_path, "--model-uri", str(slow), "--model-name", "mlp", "--batching", "false") as server:
         server.wait_ready()
 

@@ -58,14 +58,14 @@ def test_tritonclient_at_its_defaults_gets_the_models_answer(mlp_server):
     client = connect(mlp_server)
     rows = np.random.default_rng(3).normal(size=(5, 4)).astype(np.float32)
     result = client.infer("mlp", [infer_input("input", rows, "FP32")], request_id="t1")
-    np.testing.assert_allclose(result.as_numpy("probabilities"), models.mlp_reference(rows), rtol=1e-5)
+    models.assert_mlp_answers(result.as_numpy("probabilities"), rows)
     response = result.get_response()
     assert response["id"] == "t1" and response["model_version"] == "4"
     assert response["outputs"][0]["parameters"]["binary_data_size"] == 5 * 3 * 4
     json_only = client.infer("mlp", [infer_input("input", rows, "FP32", binary=False)],
                              outputs=[httpclient.InferRequestedOutput("probabilities", binary_data=False)])
     assert "data" in json_only.get_response()["outputs"][0]
-    np.testing.assert_allclose(json_only.as_numpy("probabilities"), models.mlp_reference(rows), rtol=1e-5)
+    models.assert_mlp_answers(json_only.as_numpy("probabilities"), rows)
 
 
 def test_tritonclient_metadata_calls(mlp_server):
@@ -129,8 +129,11 @@ def test_non_finite_outputs_reach_tritonclient_in_json_and_in_binary(tmp_path, i
 
 
 async def _burst(url: str, count: int) -> list[tuple[int, str | None, float]]:
-    """`count` requests at once, each on its own connection: (status, Retry-After, seconds)."""
-    body = v2_body(np.ones((64, 4), np.float32))
+    """`count` requests at once, each on its own connection: (status, Retry-After, seconds). Each is
+    2,048 rows of the slow model (about half a second of compute), so the queue stays full for a second
+    or more after it is seen full, on a loaded machine too: at 64 rows it drained in ~35 ms, and a
+    request sent just after could find room."""
+    body = v2_body(np.ones((2048, 4), np.float32))
 
     async def one(client: httpx.AsyncClient):
         started = time.monotonic()
