@@ -22,6 +22,11 @@ discard_unpacked_layers() {
 
 if [[ -S "$CTR_SOCK" ]] && "${CTR[@]}" version >/dev/null 2>&1 &&
   [[ -z "${KUBECONFIG:-}" || "$KUBECONFIG" == "$KUBECONFIG_OUT" ]]; then
+  # One load at a time: images share their base layers, and discard_unpacked_layers of one load
+  # removed a blob that a concurrent import had found present and skipped ("failed to resolve
+  # layers ... not found"), when the monitoring stack loaded its images beside the project's.
+  exec {load_lock}>"$C/load-image.lock"
+  flock "$load_lock"
   for image in "$@"; do
     id=$(docker image inspect -f '{{.Id}}' "$image") || die "no docker image $image"
     ref="docker.io/$image"
