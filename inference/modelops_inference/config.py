@@ -13,6 +13,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 ENV_PREFIX = "MODELOPS_"
+# The default --max-queue-depth, in full batches: one running while the next forms.
+QUEUE_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,10 @@ class ServerConfig:
     max_batch_delay_ms: float = 2.0
     inline_below_ms: float = 0.1
     max_body_bytes: int = 8 * 1024 * 1024
-    # A few full batches' worth (four at the default batch size): enough to keep the model busy,
-    # little enough that an admitted request waits milliseconds, not seconds, when far more clients
-    # than that are sending.
-    max_queue_depth: int = 128
+    # None: two full batches (64 at the default batch size), one running and one forming, which keeps
+    # the model busy; more only waits. Measured with 1,000 connections on a one-row MLP: 128 (four
+    # batches) lost a fifth of the throughput and doubled p50 against 64 (benchmarks/inference.py).
+    max_queue_depth: int | None = None
     # Longer than the 60 s ingress controllers keep idle upstream connections: a server that closes an
     # idle connection first races the proxy's next request on it, which the client sees as a 502.
     keep_alive_seconds: float = 75.0
@@ -76,6 +78,8 @@ class ServerConfig:
             raise ValueError(f"--keep-alive-seconds must be at least 1, got {self.keep_alive_seconds}")
         if self.max_body_bytes < 1:
             raise ValueError(f"--max-body-bytes must be positive, got {self.max_body_bytes}")
+        if self.max_queue_depth is None:
+            object.__setattr__(self, "max_queue_depth", QUEUE_BATCHES * self.max_batch_size)
         if self.max_queue_depth < 0:
             raise ValueError(f"--max-queue-depth must be 0 (no limit) or more, got {self.max_queue_depth}")
         if self.grpc and not 0 < self.grpc_port < 65536:
@@ -181,7 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
         "a model thread (cheaper than the hand-off; 0: always a thread)", float)
     add("--max-body-bytes", "largest request body accepted (bigger gets 413)", int)
     add("--max-queue-depth", "most inference requests in the server at once (being read, waiting for a "
-        "batch or running); past it requests get 503 with Retry-After at once (0: no limit)", int)
+        f"batch or running); past it requests get 503 with Retry-After at once (0: no limit; default: "
+        f"{QUEUE_BATCHES} x --max-batch-size)", int)
     add("--keep-alive-seconds", "how long an idle HTTP connection stays open; keep it above the upstream "
         "keep-alive of any proxy in front (ingress-nginx: 60 s)", float)
     add("--drain-seconds", "after SIGTERM, keep serving this long with readiness failing, so load "

@@ -24,8 +24,10 @@ NOT_SERVING) while requests are still served for --drain-seconds; then `stop` re
 timeout as uvicorn's listener, and the runner stops only after both.
 
 Handlers receive the request's bytes and parse them here, so bytes that are not the message are
-INVALID_ARGUMENT naming it (grpc's own deserializer would answer INTERNAL). A whole request has arrived
-before its handler runs, so unlike HTTP nothing is "arriving" for the batcher to wait for.
+INVALID_ARGUMENT naming it (grpc's own deserializer would answer INTERNAL). A ModelInfer call counts as
+arriving for the batcher (`Runner.arriving`, as an HTTP request does while its body is read) from the
+moment grpc accepts it until its handler starts (`ArrivingInterceptor`): grpc reads the message in
+between, and a batcher that saw nothing arriving would run every call alone.
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ log = logging.getLogger("modelops_inference.grpc")
 LIVENESS_SERVICE = "liveness"
 READINESS_SERVICES = ("", wire.SERVICE)
 WATCH_INTERVAL_S = 1.0
+INFER_METHOD = f"/{wire.SERVICE}/ModelInfer"
+# How long a started ModelInfer call counts as arriving at most, should its handler never run.
+ARRIVAL_TIMEOUT_S = 1.0
 
 Handler = Callable[[Message], Awaitable[Message]]
 
@@ -76,7 +81,7 @@ class GrpcServer:
 
     async def start(self) -> None:
         """Listens on `address` (port 0: any free port, then kept in `port`); raises OSError if it cannot."""
-        listener = grpc.aio.server(options=[
+        listener = grpc.aio.server(interceptors=(ArrivingInterceptor(self.server),), options=[
             ("grpc.max_receive_message_length", self.server.config.max_body_bytes),
             ("grpc.max_send_message_length", -1),
             # grpc sets SO_REUSEPORT by default, so a second server (another modelops-serve) could bind the
@@ -112,6 +117,40 @@ class GrpcServer:
         await asyncio.shield(self._stopped)
 
 
+class ArrivingInterceptor(grpc.aio.ServerInterceptor):
+    """Counts each ModelInfer call in `Runner.arriving` from its start until its handler starts, when the
+    handler's own submit takes over (no await between the two). A call whose handler never runs (its
+    message never came whole) is let go after ARRIVAL_TIMEOUT_S, so the count cannot leak; the batcher
+    waits at most --max-batch-delay-ms for arrivals in any case."""
+
+    def __init__(self, server: ModelServer):
+        self.server = server
+
+    async def intercept_service(self, continuation, details: grpc.HandlerCallDetails):
+        handler = await continuation(details)
+        runner = self.server.runner
+        if runner is None or handler is None or details.method != INFER_METHOD:
+            return handler
+        runner.arriving += 1
+        pending = True
+
+        def arrived() -> None:
+            nonlocal pending
+            if pending:
+                pending = False
+                runner.arriving -= 1
+
+        timer = asyncio.get_running_loop().call_later(ARRIVAL_TIMEOUT_S, arrived)
+        answer = handler.unary_unary
+
+        async def infer(data: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            timer.cancel()
+            arrived()
+            return await answer(data, context)
+
+        return handler._replace(unary_unary=infer)
+
+
 class InferenceService:
     """The six v2 methods over the shared ModelServer: each takes its request message and returns the
     response message, or raises an InferenceError the caller answers through the error table."""
@@ -145,18 +184,13 @@ class InferenceService:
         reads a body: a full server answers `Overloaded` at once, before any other work."""
         server = self.server
         with server.admission.admitted():
-            in_flight = server.metrics.in_flight_child
-            in_flight.inc()
-            try:
-                server.check_model(request.model_name, request.model_version or None)
-                runner = server.loaded_runner()
-                runtime = server.runtime
-                parsed = wire.parse_infer_request(request, runtime.inputs, runtime.outputs)
-                outputs = await server.infer(runner, parsed.inputs)
-                return wire.infer_response(request.model_name, server.config.model_version, parsed, outputs,
-                                           raw=bool(request.raw_input_contents))
-            finally:
-                in_flight.dec()
+            server.check_model(request.model_name, request.model_version or None)
+            runner = server.loaded_runner()
+            runtime = server.runtime
+            parsed = wire.parse_infer_request(request, runtime.inputs, runtime.outputs)
+            outputs = await server.infer(runner, parsed.inputs)
+            return wire.infer_response(request.model_name, server.config.model_version, parsed, outputs,
+                                       raw=bool(request.raw_input_contents))
 
 
 def inference_handler(server: ModelServer) -> grpc.GenericRpcHandler:

@@ -351,8 +351,6 @@ class InferenceApp:
         return 503
 
     async def _admitted_inference(self, scope, receive, send, match: re.Match, v2: bool) -> int:
-        in_flight = self.server.metrics.in_flight_child
-        in_flight.inc()
         headers = JSON_HEADERS
         try:
             if scope["method"] != "POST":
@@ -374,8 +372,6 @@ class InferenceApp:
             log.exception("unexpected error", extra={"event": "request_error", "path": scope["path"],
                                                      "status": 500})
             body = protocol.error_body(f"internal error: {type(error).__name__}")
-        finally:
-            in_flight.dec()
         headers = [*headers, (b"content-length", str(len(body)).encode())]
         if status == 405:
             headers.append((b"allow", b"POST"))

@@ -262,3 +262,19 @@ def test_the_runner_without_batching_counts_every_answered_run():
 
     asyncio.run(main())
     assert answered == [1, 2, 3]
+
+
+def test_run_costs_are_learnt_per_bucket_of_rows_so_a_fixed_cost_model_and_a_per_row_one_both_predict():
+    from modelops_inference.batching import RunCosts
+
+    mlp, cnn = RunCosts(), RunCosts()
+    assert mlp.expected(1) is None  # nothing seen: the first run goes to the model thread
+    for rows, mlp_seconds in ((1, 5.5e-6), (16, 6.7e-6)):  # measured: nearly all fixed cost
+        mlp.observe(rows, mlp_seconds)
+        cnn.observe(rows, 7e-6 + 4e-6 * rows)  # nearly all per row
+    assert mlp.expected(16) == pytest.approx(6.7e-6) and mlp.expected(20) == pytest.approx(6.7e-6)
+    assert cnn.expected(16) == pytest.approx(71e-6) and cnn.expected(1) == pytest.approx(11e-6)
+    assert cnn.expected(4) == pytest.approx(71e-6)  # unseen: bounded by the next larger bucket seen
+    assert cnn.expected(64) is None  # nothing larger seen: unknown
+    cnn.observe(16, 171e-6)
+    assert cnn.expected(16) == pytest.approx(0.8 * 71e-6 + 0.2 * 171e-6)  # a moving average

@@ -71,8 +71,11 @@ def test_sha256_is_normalised_to_lower_case():
     assert ServerConfig(model_uri="m.onnx", model_sha256="A" * 64).model_sha256 == "a" * 64
 
 
-def test_the_queue_depth_defaults_to_128_and_follows_its_environment_variable(monkeypatch):
-    assert parse_args(["--model-uri", "m.onnx"]).max_queue_depth == 128
+def test_the_queue_depth_defaults_to_two_batches_and_follows_its_environment_variable(monkeypatch):
+    assert parse_args(["--model-uri", "m.onnx"]).max_queue_depth == 64
+    assert parse_args(["--model-uri", "m.onnx", "--max-batch-size", "100"]).max_queue_depth == 200
+    explicit = parse_args(["--model-uri", "m.onnx", "--max-batch-size", "100", "--max-queue-depth", "7"])
+    assert explicit.max_queue_depth == 7
     monkeypatch.setenv("MODELOPS_MAX_QUEUE_DEPTH", "0")
     assert parse_args(["--model-uri", "m.onnx"]).max_queue_depth == 0
 

@@ -305,3 +305,4 @@ def test_stopping_finishes_in_flight_calls_and_refuses_new_ones(tmp_path):
     assert refused == grpc.StatusCode.UNAVAILABLE
     for answer in answers:
         np.testing.assert_allclose(np.frombuffer(answer.raw_output_contents[0], "<f4").reshape(64, 4), rows)
+
