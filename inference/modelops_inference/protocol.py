@@ -143,10 +143,10 @@ def split_binary_body(body: bytes, header_length: bytes | str) -> tuple[memoryvi
 
 def check_shape(shape: tuple[int, ...], spec: TensorSpec, where: str) -> None:
     """Rank and fixed dimensions must match; the batch dimension must hold at least one row."""
-    expected = list(spec.shape)
-    if len(shape) != len(expected) or any(e not in (-1, s) for e, s in zip(expected, shape, strict=True)):
-        raise InvalidInput(f"{where}: shape {expected} expected (-1: any size), got {list(shape)}")
-    if any(s == 0 for s in shape):
+    expected = spec.shape
+    if len(shape) != len(expected) or any(e != s and e != -1 for e, s in zip(expected, shape, strict=True)):
+        raise InvalidInput(f"{where}: shape {list(expected)} expected (-1: any size), got {list(shape)}")
+    if 0 in shape:
         raise InvalidInput(f"{where}: empty batch, shape {list(shape)}; send at least one row")
 
 
@@ -162,8 +162,7 @@ def check_header(name: Any, datatype: Any, shape: Any, index: int,
     if spec is None:
         raise InvalidInput(f"{where}.name: unknown input '{name}'; model inputs are {sorted(specs)}")
     where = f"input '{name}'"
-    if not isinstance(shape, list) or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                                              for s in shape):
+    if not isinstance(shape, list) or not all(type(s) is int and s >= 0 for s in shape):  # bool is no int here
         raise InvalidInput(f"{where}.shape: expected a list of non-negative integers, got {_brief(shape)}")
     check_datatype(datatype, spec.datatype, where + ".datatype")
     check_shape(tuple(shape), spec, where + ".shape")
@@ -293,6 +292,8 @@ def gather_inputs(parsed: Iterable[tuple[str, np.ndarray]], inputs: list[TensorS
 
 
 def _check_same_rows(arrays: dict[str, np.ndarray], specs: list[TensorSpec]) -> None:
+    if len(arrays) < 2:
+        return
     rows = {name: a.shape[0] for name, a in arrays.items() if a.ndim}
     if len(set(rows.values())) > 1 and all(s.batched for s in specs):
         raise InvalidInput(f"inputs: every input needs the same number of rows, got {rows}")

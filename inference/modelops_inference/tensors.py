@@ -112,7 +112,7 @@ def _check_float_range(raw: np.ndarray, want: np.dtype, datatype: str, where: st
     limit = _FLOAT_LIMITS[want]
     flat = raw.ravel() if raw.dtype.kind == "f" else raw.ravel().astype(np.float64)  # abs(int64 min) wraps
     magnitudes = np.abs(flat)
-    if magnitudes.max() >= limit:
+    if np.maximum.reduce(magnitudes) >= limit:  # ndarray.max() without its Python wrapper: once per request
         value = raw.ravel()[np.flatnonzero(magnitudes >= limit)[0]].item()  # as sent
         raise InvalidInput(f"{where}: {value!r} is out of range for {datatype}")
 
@@ -184,7 +184,7 @@ def to_json(array: np.ndarray) -> Any:
     if kind in "OUS":
         return [_text(v) for v in array.ravel().tolist()]
     flat = np.ascontiguousarray(array).ravel()
-    if kind == "f" and not np.isfinite(flat).all():
+    if kind == "f" and not np.logical_and.reduce(np.isfinite(flat)):  # .all() without its Python wrapper
         return [_nonfinite_name(v) if not math.isfinite(v) else v for v in flat]
     return flat
 
