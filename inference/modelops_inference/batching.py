@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,13 +34,13 @@ Observer = Callable[[int, int, float], None]
 Answered = Callable[[Arrays, Arrays], None]
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     inputs: Arrays
     rows: int
     key: tuple
     future: asyncio.Future
-    enqueued: float = field(default_factory=time.monotonic)
+    enqueued: float
 
 
 def _key(inputs: Arrays) -> tuple:
@@ -167,7 +167,7 @@ class Batcher(Runner):
             raise ModelNotReady("server is shutting down")
         future = asyncio.get_running_loop().create_future()
         rows = next(iter(inputs.values())).shape[0]
-        self._items.append(_Item(inputs, rows, _key(inputs), future))
+        self._items.append(_Item(inputs, rows, _key(inputs), future, time.monotonic()))
         self._wake()
         return await future
 

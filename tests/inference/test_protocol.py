@@ -315,3 +315,73 @@ def test_non_finite_outputs_are_strings_in_json_and_exact_in_binary():
     header, binary = encode(InferRequest(inputs={}, binary_output=True), out)
     np.testing.assert_array_equal(np.frombuffer(binary, np.float32).reshape(2, 2), out["sum"])
     assert json.loads(v1_response(out)) == {"predictions": [["NaN", "Infinity"], ["-Infinity", 1.0]]}
+
+
+def test_a_null_elsewhere_in_the_answer_leaves_finite_outputs_as_numbers_and_non_finite_ones_spelt_out():
+    out = {"sum": np.array([[0.5, 2]], np.float32), "bad": np.array([[np.nan]], np.float64),
+           "n": np.array([[3]], np.int64)}
+    request = InferRequest(inputs={}, id="null", parameters={"none": None})
+    header, _ = encode(request, out)
+    assert [t["data"] for t in header["outputs"]] == [[0.5, 2.0], ["NaN"], [3]]
+    assert header["id"] == "null" and header["parameters"] == {"none": None}
+    header, _ = encode(request, {"sum": out["sum"]})
+    assert header["outputs"][0]["data"] == [0.5, 2.0]
+
+
+# The common request's short path (`_one_json_tensor`) against the general path, which the binary part
+# forces: every request it takes must parse to exactly what the general path gives, and every other one
+# must fall through to it (and so be refused in its words).
+COMMON = [
+    (INPUTS, tensor()),
+    (INPUTS, tensor(data=[[0.5, 1, 2, 3]] * 2)),
+    (INPUTS, tensor(shape=[1, 4], data=[1e30, -2.5, 0, 3])),
+    ([TensorSpec("ids", "INT64", (-1, 2))], {"name": "ids", "shape": [3, 2], "datatype": "INT64",
+                                               "data": [1, -2, 3, 4, 2**40, 6]}),
+    ([TensorSpec("flag", "BOOL", (-1,))], {"name": "flag", "shape": [2], "datatype": "BOOL", "data": [True, False]}),
+    ([TensorSpec("text", "BYTES", (-1, 1))], {"name": "text", "shape": [2, 1], "datatype": "BYTES",
+                                              "data": ["a", "ü"]}),
+    ([TensorSpec("img", "UINT8", (-1, 1, 2, 2))], {"name": "img", "shape": [1, 1, 2, 2], "datatype": "UINT8",
+                                                   "data": [0, 255, 7, 9]}),
+]
+
+
+@pytest.mark.parametrize(("inputs", "item"), COMMON)
+def test_the_common_requests_short_path_parses_exactly_as_the_general_path(inputs, item):
+    from modelops_inference.protocol import _one_json_tensor
+
+    short = _one_json_tensor({"inputs": [item]}, inputs)
+    general = parse_v2_request({"inputs": [{**item, "parameters": {}}]}, inputs, OUTPUTS)  # not the short path
+    assert short is not None
+    [(name, array)] = short.inputs.items()
+    expected = general.inputs[name]
+    assert array.dtype == expected.dtype and array.shape == expected.shape
+    np.testing.assert_array_equal(array, expected)
+    assert (short.id, short.outputs, short.parameters, short.binary_output, short.output_binary) == (
+        None, None, {}, False, {})
+
+
+@pytest.mark.parametrize("payload", [
+    {"inputs": [tensor()], "id": "7"},
+    {"inputs": [tensor()], "outputs": [{"name": "probabilities"}]},
+    {"inputs": [tensor()], "parameters": {"binary_data_output": True}},
+    {"inputs": [tensor(), tensor()]},
+    {"inputs": [tensor(parameters={})]},
+    {"inputs": [tensor(name="other")]},
+    {"inputs": [tensor(datatype="FP64")]},
+    {"inputs": [tensor(shape=[2, 5])]},
+    {"inputs": [tensor(shape=[0, 4], data=[])]},
+    {"inputs": [tensor(shape=[2, True])]},
+    {"inputs": [tensor(shape=[8], data=list(range(8)))]},
+    {"inputs": [tensor(shape=[1, 4])]},  # 8 values for 4
+    {"inputs": []},
+    {"inputs": "x"},
+])
+def test_anything_else_takes_the_general_path(payload):
+    from modelops_inference.protocol import _one_json_tensor
+
+    assert _one_json_tensor(payload, INPUTS) is None
+
+
+def test_bad_values_on_the_short_path_are_refused_in_the_general_paths_words():
+    rejects(r"input 'input'.data: 1e\+39 is out of range for FP32", {"inputs": [tensor(data=[1e39, 0, 0, 0] * 2)]})
+    rejects(r"input .input..data: datatype FP32 expects numbers, got strings", {"inputs": [tensor(data=["a"] * 8)]})
