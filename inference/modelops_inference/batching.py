@@ -49,8 +49,8 @@ class _Item:
 def _key(inputs: Arrays) -> tuple:
     """Requests merge only when every input matches in dtype and in every dimension but the first."""
     if len(inputs) == 1:  # most models: no sort, no generator (this runs once per request)
-        for n, a in inputs.items():
-            return ((n, a.dtype.str, a.shape[1:]),)
+        [(n, a)] = inputs.items()
+        return ((n, a.dtype.str, a.shape[1:]),)
     return tuple((n, a.dtype.str, a.shape[1:]) for n, a in sorted(inputs.items()))
 
 
@@ -99,9 +99,8 @@ class Runner:
 
     Runs go to a model thread, so the event loop keeps serving on another core meanwhile, except runs
     expected (`RunCosts`) to be shorter than `inline_below_s`: handing those to a thread costs more than
-    the run itself, so they run on the event loop. One thread
-    by default: on few cores more threads only contend with the event loop; parallelism inside a run
-    comes from `--intra-op-threads`.
+    the run itself, so they run on the event loop. One thread by default: on few cores more threads only
+    contend with the event loop; parallelism inside a run comes from `--intra-op-threads`.
     """
 
     def __init__(self, run: RunFn, observe: Observer | None = None, threads: int = 1,

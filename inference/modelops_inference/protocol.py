@@ -141,11 +141,15 @@ def split_binary_body(body: bytes, header_length: bytes | str) -> tuple[memoryvi
     return view[:size], view[size:]
 
 
+def _fits(shape: tuple[int, ...] | list[int], expected: tuple[int, ...]) -> bool:
+    """The same rank as `expected` and its fixed dimensions (-1: any size)."""
+    return len(shape) == len(expected) and all(e == s or e == -1 for e, s in zip(expected, shape, strict=True))
+
+
 def check_shape(shape: tuple[int, ...], spec: TensorSpec, where: str) -> None:
     """Rank and fixed dimensions must match; the batch dimension must hold at least one row."""
-    expected = spec.shape
-    if len(shape) != len(expected) or any(e != s and e != -1 for e, s in zip(expected, shape, strict=True)):
-        raise InvalidInput(f"{where}: shape {list(expected)} expected (-1: any size), got {list(shape)}")
+    if not _fits(shape, spec.shape):
+        raise InvalidInput(f"{where}: shape {list(spec.shape)} expected (-1: any size), got {list(shape)}")
     if 0 in shape:
         raise InvalidInput(f"{where}: empty batch, shape {list(shape)}; send at least one row")
 
@@ -296,11 +300,8 @@ def _one_json_tensor(payload: dict, inputs: list[TensorSpec]) -> InferRequest | 
             or item.get("datatype") != spec.datatype or "data" not in item):
         return None
     shape = item.get("shape")
-    if type(shape) is not list or len(shape) != len(spec.shape):
+    if type(shape) is not list or not all(type(s) is int and s >= 1 for s in shape) or not _fits(shape, spec.shape):
         return None
-    for got, expected in zip(shape, spec.shape, strict=True):
-        if type(got) is not int or got < 1 or (expected != -1 and got != expected):
-            return None
     array = from_json(item["data"], spec.datatype, f"input '{spec.name}'.data")
     if array.size != math.prod(shape):
         return None
